@@ -1,0 +1,48 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format bench install clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Local run on the embedded defaults: SQLite in var/, django-q2's ORM broker.
+run: install
+	@mkdir -p var
+	BAKKME_DEBUG=1 $(PY) manage.py migrate --noinput
+	@if [ ! -f var/.demo-seeded ]; then \
+	  BAKKME_DEBUG=1 $(PY) manage.py seed_demo | tee var/demo-accounts.txt && touch var/.demo-seeded; \
+	  echo "(demo accounts saved in var/demo-accounts.txt)"; \
+	fi
+	@echo ""
+	@echo "Log in at http://$(HOST):$(PORT)/admin/ with an account from var/demo-accounts.txt"
+	@echo "API docs: http://$(HOST):$(PORT)/api/docs/    Stop with Ctrl+C."
+	@echo ""
+	BAKKME_DEBUG=1 ./scripts/run-local.sh $(HOST) $(PORT)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Benchmarks need PostgreSQL: DATABASE_URL=postgres://... make bench
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Staff roles: one Django group each, with only the permissions that role needs.
+
+Model-level permissions live here; per-object rules (the assigned reviewer, legal staff granted
+a case) are django-guardian object permissions given by the case services.
+"""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    REVIEWER = "reviewer", "Reviewer"
+    SENIOR_REVIEWER = "senior_reviewer", "Senior reviewer"
+    LEGAL = "legal", "Legal"
+    CHILD_SAFETY_OFFICER = "child_safety_officer", "Child Safety Officer"
+    AUDITOR = "auditor", "Auditor"
+    ADMIN = "admin", "Admin"
+
+
+# Roles a case can be escalated to.
+ESCALATION_ROLES = (Role.SENIOR_REVIEWER, Role.LEGAL, Role.CHILD_SAFETY_OFFICER)
+
+_REVIEWER = [
+    "cases.view_case",
+    "cases.view_child_safety_case",
+    "cases.claim_case",
+    "cases.escalate_case",
+    "cases.add_note",
+    "reports.view_report",
+    "cases.view_enforcementaction",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    Role.REVIEWER: _REVIEWER,
+    Role.SENIOR_REVIEWER: _REVIEWER
+    + [
+        # Senior reviewers decide any case, not only the ones they claimed.
+        "cases.decide_case",
+        "cases.reopen_case",
+        "cases.close_case",
+        "reports.view_reporter_contact",
+    ],
+    # Legal staff see the cases granted to them (object permissions), not the whole queue.
+    Role.LEGAL: [
+        "cases.view_child_safety_case",
+        "cases.escalate_case",
+        "cases.add_note",
+        "reports.view_report",
+        "reports.view_reporter_contact",
+        "cases.view_enforcementaction",
+    ],
+    Role.CHILD_SAFETY_OFFICER: _REVIEWER
+    + [
+        "cases.decide_case",
+        "cases.reopen_case",
+        "cases.close_case",
+        "reports.view_reporter_contact",
+    ],
+    Role.AUDITOR: [
+        "cases.view_case",
+        "cases.view_child_safety_case",
+        "reports.view_report",
+        "cases.view_enforcementaction",
+        "reports.view_integration",
+    ],
+    # The technical admin manages accounts and integrations; no child-safety content.
+    Role.ADMIN: [
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.view_group",
+        "reports.view_integration",
+        "reports.add_integration",
+        "reports.change_integration",
+        "cases.view_case",
+    ],
+}
+
+
+def sync_role_groups(apps=None) -> None:
+    """Create or update the role groups so each holds exactly ROLE_PERMISSIONS[role].
+
+    Called from a data migration (with the historical `apps`) and safe to run again.
+    """
+    from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
+
+    apps = apps or global_apps
+    # Permissions are normally created after migrate; the groups need them now.
+    for app_config in global_apps.get_app_configs():
+        create_permissions(app_config, verbosity=0, apps=apps)
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted.append(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        group.permissions.set(wanted)

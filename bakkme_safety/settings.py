@@ -1,0 +1,234 @@
+"""Settings for the BakkMe Safety back office.
+
+One env-driven module. The embedded defaults (SQLite, django-q2's ORM broker) need no
+configuration; `DATABASE_URL=postgres://...` switches to PostgreSQL. Every policy number lives
+here (the `BAKKME_*` settings) and is read through `bakkme_safety.policy`.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEBUG = env_bool("BAKKME_DEBUG")
+
+SECRET_KEY = os.environ.get("BAKKME_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "BAKKME_SECRET_KEY is not set. Set it, or BAKKME_DEBUG=1 for a local run."
+        )
+    SECRET_KEY = "insecure-local-development-key-never-use-in-production"
+
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("BAKKME_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "guardian",
+    "simple_history",
+    "django_q",
+    "bakkme_safety",
+    "reports",
+    "cases",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+]
+
+ROOT_URLCONF = "bakkme_safety.urls"
+WSGI_APPLICATION = "bakkme_safety.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        env="DATABASE_URL",
+        default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}",
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker share the file: wait for the other's write lock.
+    # IMMEDIATE takes the write lock when a transaction starts, so two claims or intakes are
+    # serialised instead of failing on a lock upgrade (SQLite has no SELECT ... FOR UPDATE).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+# A staff-only tool: no anonymous user row.
+ANONYMOUS_USER_NAME = None
+GUARDIAN_RAISE_403 = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGIN_URL = "admin:login"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- API ---------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["reports.api.authentication.IntegrationTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["reports.api.parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "reports.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "BakkMe Safety intake API",
+    "DESCRIPTION": "Reports, detections and account events from the BakkMe platform.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Assets come from drf-spectacular-sidecar's static files: the back office runs on a
+    # closed network, no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Task queue (django-q2) --------------------------------------------------------------------
+Q_CLUSTER = {
+    "name": "bakkme",
+    "orm": "default",
+    "workers": int(os.environ.get("BAKKME_Q_WORKERS", "2")),
+    "timeout": 120,
+    "retry": 300,  # larger than timeout: a running task is not delivered again
+    "max_attempts": 5,
+    "ack_failures": True,
+    "catch_up": False,
+}
+
+# --- The policy (Child Safety Standards). Read through bakkme_safety.policy. -------------------
+# SLA to first action, per priority, in hours (DESIGN.md, priority table).
+BAKKME_SLA_HOURS = {"P0": 1, "P1": 24, "P2": 48, "P3": 72}
+# Report category -> priority. Child-safety work always sorts above other work.
+BAKKME_CATEGORY_PRIORITY = {
+    "imminent_danger": "P0",
+    "csam": "P1",
+    "ai_generated_csae": "P1",
+    "grooming": "P1",
+    "sextortion": "P1",
+    "solicitation_of_minor": "P1",
+    "exploitation_trafficking": "P1",
+    "sexualizing_minors": "P1",
+    "age_restricted_feature": "P1",
+    "other_child_safety": "P1",
+    "underage_user": "P2",
+    "other": "P3",
+}
+# A live stream with a minor in an unsafe context is imminent danger (P0).
+BAKKME_LIVE_STREAM_P0_CATEGORIES = [
+    "csam",
+    "ai_generated_csae",
+    "grooming",
+    "sextortion",
+    "solicitation_of_minor",
+    "exploitation_trafficking",
+    "sexualizing_minors",
+]
+# Decision violation -> enforcement actions (Child Safety Standards §6.2).
+BAKKME_VIOLATION_ACTIONS = {
+    "csam_distribution": {
+        "actions": ["remove_content", "permanent_ban", "ncmec_report", "law_enforcement_referral"]
+    },
+    "csam_possession": {
+        "actions": ["remove_content", "permanent_ban", "ncmec_report", "law_enforcement_referral"]
+    },
+    "solicitation_of_minor": {
+        "actions": ["remove_content", "permanent_ban", "ncmec_report", "law_enforcement_referral"]
+    },
+    "ai_generated_csae": {
+        "actions": ["remove_content", "permanent_ban", "ncmec_report", "law_enforcement_referral"]
+    },
+    "grooming": {
+        "actions": ["remove_content", "permanent_ban", "law_enforcement_referral"],
+        # Enticement (18 U.S.C. 2422(b)) is also reported to NCMEC.
+        "enticement": ["ncmec_report"],
+    },
+    "exploitation_facilitation": {
+        "actions": ["remove_content", "permanent_ban", "law_enforcement_referral"],
+        "enticement": ["ncmec_report"],
+    },
+    "sexualizing_minors": {
+        "actions": ["remove_content"],
+        "severity": {"low": ["warn"], "high": ["permanent_ban"]},
+    },
+    "underage_user": {"actions": ["suspend_account", "delete_account_data"]},
+    "age_restricted_feature": {"actions": ["restrict_feature"]},
+    "no_violation": {"actions": []},
+}
+# An unattended claim on a case expires after this many minutes.
+BAKKME_CLAIM_TIMEOUT_MINUTES = int(os.environ.get("BAKKME_CLAIM_TIMEOUT_MINUTES", "30"))
+# SLA colours in the queue: amber from the first fraction of the window, red from the second.
+BAKKME_SLA_WARNING_FRACTIONS = [0.5, 0.8]
+# A platform clock slightly ahead of ours is tolerated this many seconds.
+BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS = 60
+
+# --- API limits ---------------------------------------------------------------------------------
+BAKKME_API_MAX_BODY_BYTES = 1024 * 1024
+BAKKME_API_MAX_BATCH_BODY_BYTES = 8 * 1024 * 1024
+BAKKME_API_BATCH_MAX_REPORTS = 500
+# Django's own cap must not cut the batch body short before the API answers 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = BAKKME_API_MAX_BATCH_BODY_BYTES + 1
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("BAKKME_LOG_LEVEL", "INFO")},
+}

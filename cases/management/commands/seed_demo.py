@@ -1,0 +1,72 @@
+import random
+import secrets
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from bakkme_safety.policy import Category, Source, Surface
+from bakkme_safety.roles import Role
+from reports.models import Integration
+from reports.services import build_report, create_integration, ingest_reports, payload_fingerprint
+
+
+class Command(BaseCommand):
+    help = (
+        "Create one demo account per role (printing the generated passwords once) and a few "
+        "hundred synthetic reports. Placeholder text only."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--reports", type=int, default=300)
+        parser.add_argument("--seed", type=int, default=2026)
+
+    def handle(self, *args, reports, seed, **options):
+        rng = random.Random(seed)
+        User = get_user_model()
+        self.stdout.write("Demo accounts (the passwords are shown only now):")
+        for role in Role:
+            username = f"demo_{role.value}"
+            password = secrets.token_urlsafe(12)
+            user, _ = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+            user.is_staff = True
+            user.set_password(password)
+            user.save()
+            user.groups.set([Group.objects.get(name=role.value)])
+            self.stdout.write(f"  {role.label:<22} {username:<28} {password}")
+
+        integration = Integration.objects.filter(name="demo-platform").first()
+        if integration is None:
+            integration, token = create_integration("demo-platform")
+            self.stdout.write(f"API token for integration 'demo-platform': {token}")
+
+        now = timezone.now()
+        categories = [c.value for c in Category]
+        weights = [6 if c in ("grooming", "other", "csam") else 2 for c in categories]
+        batch = []
+        for i in range(reports):
+            account = f"demo-u-{rng.randint(1, reports // 2)}"
+            category = rng.choices(categories, weights)[0]
+            payload = {
+                "idempotency_key": f"demo-{seed}-{i}",
+                "source": rng.choice([s.value for s in Source]),
+                "category": category,
+                "surface": rng.choice([s.value for s in Surface]),
+                "received_at": now - timedelta(minutes=rng.randint(1, 60 * 30)),
+                "reported_account": {"platform_id": account, "username": f"user_{account[7:]}"},
+                "content": {
+                    "platform_id": f"demo-c-{i}",
+                    "type": "message",
+                    "text": f"Placeholder text for demo report {i}.",
+                },
+                "reporter": {"platform_id": f"demo-r-{i}", "contact": f"demo-r-{i}"},
+                "description": "Placeholder description.",
+            }
+            batch.append(build_report(integration, payload, payload_fingerprint(payload)))
+        with transaction.atomic():
+            results = ingest_reports(integration, batch)
+        created = sum(1 for r in results if getattr(r, "created", False))
+        self.stdout.write(f"{created} demo reports created.")

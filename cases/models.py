@@ -1,0 +1,287 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from bakkme_safety.history import audit_history
+
+from bakkme_safety.policy import (
+    ActionType,
+    Category,
+    Priority,
+    RestrictedFeature,
+    Severity,
+    Surface,
+    Violation,
+)
+from bakkme_safety.roles import ESCALATION_ROLES, Role
+
+
+class CaseState(models.TextChoices):
+    NEW = "new", "New"
+    IN_REVIEW = "in_review", "In review"
+    ESCALATED = "escalated", "Escalated"
+    DECIDED = "decided", "Decided"
+    CLOSED = "closed", "Closed"
+
+
+# The states in which a case still waits for people: the queue's default view.
+OPEN_STATES = (CaseState.NEW, CaseState.IN_REVIEW, CaseState.ESCALATED)
+# A case in one of these states takes new reports about its subject.
+ACCEPTS_REPORTS_STATES = (*OPEN_STATES, CaseState.DECIDED)
+
+
+class CaseQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The one rule for which cases a member of staff may see.
+
+        Child-safety cases need `cases.view_child_safety_case` (Child Safety Standards: CSAE
+        queue access). The whole queue needs `cases.view_case`; without it, a person sees only
+        the cases granted to them or their group (django-guardian object permissions).
+        """
+        if not (user.is_authenticated and user.is_active and user.is_staff):
+            return self.none()
+        if user.is_superuser:
+            return self
+        qs = self
+        if not user.has_perm("cases.view_child_safety_case"):
+            qs = qs.filter(is_child_safety=False)
+        if user.has_perm("cases.view_case"):
+            return qs
+        by_user = CaseUserObjectPermission.objects.filter(
+            content_object=OuterRef("pk"), user=user, permission__codename="view_case"
+        )
+        by_group = CaseGroupObjectPermission.objects.filter(
+            content_object=OuterRef("pk"),
+            group__in=user.groups.all(),
+            permission__codename="view_case",
+        )
+        return qs.filter(Exists(by_user) | Exists(by_group))
+
+    def open(self):
+        return self.filter(state__in=OPEN_STATES)
+
+
+class Case(models.Model):
+    """The reports about one subject: the reported account, or the content when no account."""
+
+    subject_key = models.CharField(max_length=120, editable=False)
+    account_platform_id = models.CharField(max_length=100, blank=True)
+    account_username = models.CharField(max_length=150, blank=True)
+    content_platform_id = models.CharField(max_length=100, blank=True)
+
+    state = models.CharField(max_length=16, choices=CaseState.choices, default=CaseState.NEW)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices)
+    # The category and surface of the most urgent report: what the queue shows and filters by.
+    category = models.CharField(max_length=32, choices=Category.choices)
+    surface = models.CharField(max_length=32, choices=Surface.choices)
+    is_child_safety = models.BooleanField()
+
+    sla_started_at = models.DateTimeField(help_text="received_at of the report that set due_at")
+    due_at = models.DateTimeField()
+    report_count = models.PositiveIntegerField(default=0)
+
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="assigned_cases",
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    escalated_to = models.CharField(
+        max_length=32,
+        choices=[(r.value, r.label) for r in Role],
+        blank=True,
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    history = audit_history()
+    objects = CaseQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # One case per subject takes new reports; closed cases are history.
+            models.UniqueConstraint(
+                fields=["subject_key"],
+                condition=~Q(state="closed"),
+                name="case_one_active_per_subject",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=[s.value for s in CaseState]), name="case_state_valid"
+            ),
+            models.CheckConstraint(condition=Q(priority__lte=3), name="case_priority_valid"),
+        ]
+        indexes = [
+            # The queue: open cases, most urgent first.
+            models.Index(fields=["priority", "due_at"], name="case_queue_order"),
+            models.Index(
+                fields=["priority", "due_at"],
+                condition=Q(state__in=["new", "in_review", "escalated"]),
+                name="case_open_queue",
+            ),
+            models.Index(fields=["state", "priority", "due_at"], name="case_state_queue"),
+            models.Index(fields=["assignee", "state"], name="case_assignee_state"),
+            models.Index(fields=["account_platform_id"], name="case_account_id"),
+            models.Index(fields=["account_username"], name="case_username"),
+            models.Index(fields=["content_platform_id"], name="case_content_id"),
+            models.Index(fields=["category"], name="case_category"),
+        ]
+        permissions = [
+            ("view_child_safety_case", "Can see child-safety cases"),
+            ("claim_case", "Can take cases from the queue and decide the ones claimed"),
+            ("decide_case", "Can decide any case"),
+            ("escalate_case", "Can escalate cases"),
+            ("reopen_case", "Can reopen decided or closed cases"),
+            ("close_case", "Can close decided cases"),
+        ]
+
+    def __str__(self):
+        return f"Case {self.pk}"
+
+    @property
+    def priority_label(self) -> str:
+        return Priority(self.priority).label
+
+    def claim_is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return bool(self.assignee_id and self.claim_expires_at and self.claim_expires_at > now)
+
+
+class CaseUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Case, on_delete=models.CASCADE)
+
+
+class CaseGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Case, on_delete=models.CASCADE)
+
+
+class CaseEvent(models.Model):
+    """What happened to a case, written by the case services in the same transaction.
+
+    The case timeline reads this table. The actor's name is copied so the record survives a
+    renamed or removed account.
+    """
+
+    class Type(models.TextChoices):
+        CREATED = "created", "Case created"
+        REPORT_ADDED = "report_added", "Report added"
+        STATE_CHANGED = "state_changed", "State changed"
+        CLAIMED = "claimed", "Claimed"
+        RELEASED = "released", "Claim released"
+        NOTE_ADDED = "note_added", "Note added"
+        ESCALATED = "escalated", "Escalated"
+        DECIDED = "decided", "Decided"
+        ACTION_CREATED = "action_created", "Enforcement action created"
+        PRIORITY_CHANGED = "priority_changed", "Priority changed"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=32, choices=Type.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["case", "at"], name="caseevent_case_at")]
+        ordering = ["at", "pk"]
+
+    def __str__(self):
+        return f"{self.get_type_display()} on case {self.case_id}"
+
+
+class Note(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audit_history()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"Note on case {self.case_id}"
+
+
+class Escalation(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="escalations")
+    to_role = models.CharField(
+        max_length=32, choices=[(r.value, r.label) for r in ESCALATION_ROLES]
+    )
+    reason = models.TextField()
+    escalated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audit_history()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"Escalation of case {self.case_id} to {self.get_to_role_display()}"
+
+
+class Decision(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="decisions")
+    violation = models.CharField(max_length=40, choices=Violation.choices)
+    rationale = models.TextField()
+    enticement = models.BooleanField(
+        default=False,
+        help_text="Enticement of a minor (18 U.S.C. 2422(b)): also reported to NCMEC.",
+    )
+    severity = models.CharField(max_length=8, choices=Severity.choices, blank=True)
+    restricted_feature = models.CharField(
+        max_length=32, choices=RestrictedFeature.choices, blank=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audit_history()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"{self.get_violation_display()} on case {self.case_id}"
+
+
+class EnforcementAction(models.Model):
+    """An action a decision prescribes. Delivery to the platform is a later step."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="actions")
+    decision = models.ForeignKey(
+        Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="actions"
+    )
+    type = models.CharField(max_length=32, choices=ActionType.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    account_platform_id = models.CharField(max_length=100, blank=True)
+    content_platform_id = models.CharField(max_length=100, blank=True)
+    restricted_feature = models.CharField(
+        max_length=32, choices=RestrictedFeature.choices, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audit_history()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["status", "created_at"], name="action_status_created")]
+
+    def __str__(self):
+        return f"{self.get_type_display()} ({self.get_status_display()})"

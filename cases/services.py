@@ -1,0 +1,483 @@
+"""Every change of a case's state goes through a function here.
+
+Each takes the acting user, runs in one transaction, records history (simple-history) with that
+user and writes a CaseEvent for the timeline. The admin, the API, commands and tasks call these;
+nothing else writes cases.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
+from simple_history.utils import bulk_create_with_history, bulk_update_with_history
+
+from bakkme_safety import policy
+from bakkme_safety.roles import ESCALATION_ROLES, Role
+
+from .models import (
+    ACCEPTS_REPORTS_STATES,
+    Case,
+    CaseEvent,
+    CaseState,
+    Decision,
+    EnforcementAction,
+    Escalation,
+    Note,
+)
+
+S = CaseState
+
+# The case state machine. Reopening: a decided case takes a new report (back to new); a
+# senior reviewer may reopen a decided or closed case.
+TRANSITIONS: dict[str, set[str]] = {
+    S.NEW: {S.IN_REVIEW, S.ESCALATED, S.DECIDED},
+    S.IN_REVIEW: {S.NEW, S.ESCALATED, S.DECIDED},
+    S.ESCALATED: {S.IN_REVIEW, S.DECIDED},
+    S.DECIDED: {S.CLOSED, S.NEW},
+    S.CLOSED: {S.NEW},
+}
+
+# Where the assigned reviewer's per-case right lives (django-guardian object permission).
+ASSIGNEE_PERMISSION = "cases.change_case"
+
+
+class InvalidTransition(Exception):
+    """The state machine does not allow this change."""
+
+
+def _actor_name(actor) -> str:
+    return actor.get_username() if actor is not None else "system"
+
+
+def _event(case, type_, actor=None, at=None, **payload) -> CaseEvent:
+    return CaseEvent(
+        case=case,
+        type=type_,
+        actor=actor,
+        actor_name=_actor_name(actor),
+        payload=payload,
+        at=at or timezone.now(),
+    )
+
+
+def record_event(case, type_, actor=None, **payload) -> CaseEvent:
+    event = _event(case, type_, actor, **payload)
+    event.save()
+    return event
+
+
+def _save(case: Case, actor, reason: str = "") -> None:
+    case._history_user = actor
+    case._change_reason = reason
+    case.save()
+
+
+def transition(case: Case, to_state: str, *, actor, reason: str = "") -> None:
+    """Move a case to another state, or refuse what the state machine does not allow."""
+    from_state = case.state
+    if to_state not in TRANSITIONS[from_state]:
+        raise InvalidTransition(
+            f"A {case.get_state_display().lower()} case cannot become "
+            f"{CaseState(to_state).label.lower()}."
+        )
+    now = timezone.now()
+    case.state = to_state
+    if to_state == S.DECIDED:
+        case.decided_at = now
+    elif to_state == S.CLOSED:
+        case.closed_at = now
+    elif to_state == S.NEW:
+        case.decided_at = None
+        case.closed_at = None
+    _save(case, actor, reason)
+    record_event(case, CaseEvent.Type.STATE_CHANGED, actor, **{"from": from_state, "to": to_state})
+
+
+def _lock(case: Case) -> Case:
+    return Case.objects.select_for_update().get(pk=case.pk)
+
+
+# --- Intake ------------------------------------------------------------------------------------
+
+
+def subject_key_for(account_platform_id: str, content_platform_id: str) -> str:
+    """A case is about the reported account; about the content when no account is known."""
+    if account_platform_id:
+        return f"account:{account_platform_id}"
+    return f"content:{content_platform_id}"
+
+
+def attach_reports(reports: list, now: datetime | None = None) -> None:
+    """Put new (unsaved) reports into cases and save them, set-based.
+
+    A report joins the case that takes reports for its subject, or opens a new one. A case's
+    priority is the highest of its reports and its due_at the earliest deadline (the SLA clock
+    starts at the platform's received_at). A decided case that gets a new report is reopened
+    with a new window from that report. Call inside a transaction.
+    """
+    now = now or timezone.now()
+    for report in reports:
+        report.priority = policy.priority_for(report.category, report.surface, report.source)
+        report.due_at = policy.due_at_for(report.priority, report.received_at)
+    keys = sorted({subject_key_for(r.account_platform_id, r.content_platform_id) for r in reports})
+    existing = {
+        c.subject_key: c
+        for c in Case.objects.select_for_update()
+        .filter(subject_key__in=keys, state__in=ACCEPTS_REPORTS_STATES)
+        .order_by("subject_key")
+    }
+    new_cases: dict[str, Case] = {}
+    changed: dict[str, Case] = {}
+    events: list[CaseEvent] = []
+    reopened: list[Case] = []
+    for report in sorted(reports, key=lambda r: r.received_at):
+        key = subject_key_for(report.account_platform_id, report.content_platform_id)
+        case = existing.get(key) or new_cases.get(key)
+        if case is None:
+            case = Case(
+                subject_key=key,
+                account_platform_id=report.account_platform_id,
+                account_username=report.account_username,
+                content_platform_id=report.content_platform_id,
+                priority=report.priority,
+                category=report.category,
+                surface=report.surface,
+                is_child_safety=policy.is_child_safety(report.category),
+                sla_started_at=report.received_at,
+                due_at=report.due_at,
+                report_count=0,
+            )
+            new_cases[key] = case
+        elif case.state == S.DECIDED:
+            # A new report reopens the case with a new window from that report.
+            case.state = S.NEW
+            case.decided_at = None
+            case.priority = report.priority
+            case.category = report.category
+            case.surface = report.surface
+            case.sla_started_at = report.received_at
+            case.due_at = report.due_at
+            reopened.append(case)
+            changed[key] = case
+        else:
+            if report.priority < case.priority:
+                case.priority = report.priority
+                case.category = report.category
+                case.surface = report.surface
+            if report.due_at < case.due_at:
+                case.due_at = report.due_at
+                case.sla_started_at = report.received_at
+            changed[key] = case
+        case.is_child_safety = case.is_child_safety or policy.is_child_safety(report.category)
+        if not case.account_username and report.account_username:
+            case.account_username = report.account_username
+        case.report_count += 1
+        report.case = case
+
+    if new_cases:
+        bulk_create_with_history(list(new_cases.values()), Case, default_date=now)
+    for case in changed.values():
+        case.updated_at = now
+    if changed:
+        bulk_update_with_history(
+            list(changed.values()),
+            Case,
+            fields=[
+                "state",
+                "decided_at",
+                "priority",
+                "category",
+                "surface",
+                "is_child_safety",
+                "sla_started_at",
+                "due_at",
+                "report_count",
+                "account_username",
+                "updated_at",
+            ],
+            default_date=now,
+        )
+    for report in reports:
+        report.case_id = report.case.pk
+    from reports.models import Report
+
+    bulk_create_with_history(reports, Report, default_date=now)
+    for case in new_cases.values():
+        events.append(_event(case, CaseEvent.Type.CREATED, at=now))
+    for case in reopened:
+        events.append(
+            _event(case, CaseEvent.Type.STATE_CHANGED, at=now, reason="new report", to=S.NEW)
+        )
+    for report in reports:
+        events.append(
+            _event(
+                report.case,
+                CaseEvent.Type.REPORT_ADDED,
+                at=now,
+                report=report.pk,
+                category=report.category,
+                source=report.source,
+                received_at=report.received_at.isoformat(),
+            )
+        )
+    CaseEvent.objects.bulk_create(events)
+
+
+# --- Triage ------------------------------------------------------------------------------------
+
+
+def user_escalation_roles(user) -> list[str]:
+    if user.is_superuser:
+        return [r.value for r in ESCALATION_ROLES]
+    names = {g.name for g in user.groups.all()}
+    return [r.value for r in ESCALATION_ROLES if r.value in names]
+
+
+def claimable_cases(user, now: datetime):
+    """Cases this user could take now: unclaimed or with an expired claim, at their level."""
+    level = Q(escalated_to="") | Q(escalated_to__in=user_escalation_roles(user))
+    free = (
+        Q(state=S.NEW)
+        | Q(state=S.ESCALATED, assignee__isnull=True)
+        | Q(state__in=[S.IN_REVIEW, S.ESCALATED], claim_expires_at__lt=now)
+    )
+    return Case.objects.visible_to(user).filter(level & free)
+
+
+def _grant_claim(case: Case, user, now: datetime) -> None:
+    if case.assignee_id and case.assignee_id != user.pk:
+        remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
+    case.assignee = user
+    case.claimed_at = now
+    case.claim_expires_at = now + timedelta(minutes=settings.BAKKME_CLAIM_TIMEOUT_MINUTES)
+    assign_perm(ASSIGNEE_PERMISSION, user, case)
+
+
+def claim_next_case(user, now: datetime | None = None) -> Case | None:
+    """Give the reviewer the most urgent case they may see that nobody holds.
+
+    Most urgent: priority, then due_at. Rows are locked with SKIP LOCKED on PostgreSQL so two
+    reviewers never get the same case; SQLite serialises writers instead. A claim left
+    unattended for BAKKME_CLAIM_TIMEOUT_MINUTES goes back to the queue.
+    """
+    if not user.has_perm("cases.claim_case"):
+        raise PermissionDenied("You may not take cases from the queue.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        case = (
+            claimable_cases(user, now)
+            .order_by("priority", "due_at", "pk")
+            .select_for_update(skip_locked=True, of=("self",))
+            .first()
+        )
+        if case is None:
+            return None
+        previous = case.assignee
+        _grant_claim(case, user, now)
+        if case.state == S.NEW or case.state == S.ESCALATED:
+            transition(case, S.IN_REVIEW, actor=user, reason="claimed")
+        else:
+            _save(case, user, "claimed")
+        record_event(
+            case,
+            CaseEvent.Type.CLAIMED,
+            user,
+            previous=_actor_name(previous) if previous else None,
+            expires_at=case.claim_expires_at.isoformat(),
+        )
+    return case
+
+
+def release_claim(case: Case, *, actor, reason: str = "released") -> Case:
+    """The assignee (or a senior) hands the case back to the queue."""
+    with transaction.atomic():
+        case = _lock(case)
+        if not case.assignee_id:
+            return case
+        if case.assignee_id != actor.pk and not actor.has_perm("cases.decide_case"):
+            raise PermissionDenied(
+                "Only the assigned reviewer or a senior reviewer can release it."
+            )
+        remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
+        case.assignee = None
+        case.claimed_at = None
+        case.claim_expires_at = None
+        if case.state == S.IN_REVIEW and not case.escalated_to:
+            transition(case, S.NEW, actor=actor, reason=reason)
+        elif case.state == S.IN_REVIEW:
+            transition(case, S.ESCALATED, actor=actor, reason=reason)
+        else:
+            _save(case, actor, reason)
+        record_event(case, CaseEvent.Type.RELEASED, actor, reason=reason)
+    return case
+
+
+def can_decide(user, case: Case) -> bool:
+    """Senior reviewers and the CSO decide any case; a reviewer the case they hold."""
+    if user.has_perm("cases.decide_case"):
+        return True
+    return (
+        user.has_perm("cases.claim_case")
+        and case.assignee_id == user.pk
+        and user.has_perm(ASSIGNEE_PERMISSION, case)
+    )
+
+
+@dataclass
+class DecisionInput:
+    violation: str
+    rationale: str
+    enticement: bool = False
+    severity: str = ""
+    restricted_feature: str = ""
+
+    def actions(self) -> list[str]:
+        return policy.actions_for(
+            self.violation, enticement=self.enticement, severity=self.severity or None
+        )
+
+
+def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
+    """Record a decision and create the enforcement actions the policy prescribes (§6.2).
+
+    The actions are created pending; delivering them to the platform is a separate step.
+    """
+    with transaction.atomic():
+        case = _lock(case)
+        if not can_decide(actor, case):
+            raise PermissionDenied(
+                "Claim the case first: only its reviewer or a senior decides it."
+            )
+        if S.DECIDED not in TRANSITIONS[case.state]:
+            raise InvalidTransition(f"A {case.get_state_display().lower()} case cannot be decided.")
+        record = Decision(
+            case=case,
+            violation=decision.violation,
+            rationale=decision.rationale,
+            enticement=decision.enticement,
+            severity=decision.severity,
+            restricted_feature=decision.restricted_feature,
+            decided_by=actor,
+        )
+        record._history_user = actor
+        record.save()
+        if case.assignee_id:
+            remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
+        case.assignee = None
+        case.claim_expires_at = None
+        transition(case, S.DECIDED, actor=actor, reason="decided")
+        record_event(
+            case,
+            CaseEvent.Type.DECIDED,
+            actor,
+            decision=record.pk,
+            violation=record.violation,
+            rationale=record.rationale,
+        )
+        for action_type in decision.actions():
+            action = EnforcementAction(
+                case=case,
+                decision=record,
+                type=action_type,
+                account_platform_id=case.account_platform_id,
+                content_platform_id=case.content_platform_id,
+                restricted_feature=decision.restricted_feature
+                if action_type == policy.ActionType.RESTRICT_FEATURE
+                else "",
+            )
+            action._history_user = actor
+            action.save()
+            record_event(
+                case, CaseEvent.Type.ACTION_CREATED, actor, action=action.pk, type=action_type
+            )
+    return record
+
+
+def escalate_case(case: Case, *, actor, to_role: str, reason: str) -> Escalation:
+    """Send a case to a senior reviewer, legal staff or the CSO, with a reason.
+
+    The case leaves its reviewer and shows on that role's queue. Legal staff see only the
+    cases granted to them, so escalating to legal grants their group this case.
+    """
+    if to_role not in ESCALATION_ROLES:
+        raise ValueError(f"Cases cannot be escalated to {to_role!r}.")
+    if not reason.strip():
+        raise ValueError("An escalation needs a reason.")
+    with transaction.atomic():
+        case = _lock(case)
+        if not actor.has_perm("cases.escalate_case"):
+            raise PermissionDenied("You may not escalate cases.")
+        if case.state not in (S.NEW, S.IN_REVIEW, S.ESCALATED):
+            raise InvalidTransition(
+                f"A {case.get_state_display().lower()} case cannot be escalated."
+            )
+        escalation = Escalation(case=case, to_role=to_role, reason=reason, escalated_by=actor)
+        escalation._history_user = actor
+        escalation.save()
+        if case.assignee_id:
+            remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
+        case.assignee = None
+        case.claimed_at = None
+        case.claim_expires_at = None
+        case.escalated_to = to_role
+        if to_role == Role.LEGAL:
+            assign_perm("cases.view_case", Group.objects.get(name=Role.LEGAL), case)
+        if case.state != S.ESCALATED:
+            transition(case, S.ESCALATED, actor=actor, reason=reason)
+        else:
+            _save(case, actor, reason)
+        record_event(case, CaseEvent.Type.ESCALATED, actor, to=to_role, reason=reason)
+    return escalation
+
+
+def add_note(case: Case, *, actor, text: str) -> Note:
+    if not text.strip():
+        raise ValueError("A note needs text.")
+    if not actor.has_perm("cases.add_note"):
+        raise PermissionDenied("You may not add notes.")
+    with transaction.atomic():
+        note = Note(case=case, author=actor, text=text)
+        note._history_user = actor
+        note.save()
+        record_event(case, CaseEvent.Type.NOTE_ADDED, actor, note=note.pk, text=text)
+    return note
+
+
+def close_case(case: Case, *, actor) -> Case:
+    if not actor.has_perm("cases.close_case"):
+        raise PermissionDenied("You may not close cases.")
+    with transaction.atomic():
+        case = _lock(case)
+        transition(case, S.CLOSED, actor=actor, reason="closed")
+    return case
+
+
+def reopen_case(case: Case, *, actor, reason: str) -> Case:
+    """A senior reviewer reopens a decided or closed case; it goes back to the queue."""
+    if not actor.has_perm("cases.reopen_case"):
+        raise PermissionDenied("You may not reopen cases.")
+    if not reason.strip():
+        raise ValueError("Reopening needs a reason.")
+    with transaction.atomic():
+        case = _lock(case)
+        if case.state == S.CLOSED and (
+            Case.objects.filter(subject_key=case.subject_key)
+            .exclude(pk=case.pk)
+            .exclude(state=S.CLOSED)
+            .exists()
+        ):
+            raise InvalidTransition("This subject has a newer open case: work there instead.")
+        case.escalated_to = ""
+        transition(case, S.NEW, actor=actor, reason=reason)
+    return case
+
+
+def timeline(case: Case):
+    """Reports, state changes, notes, decisions, escalations and actions in time order."""
+    return case.events.select_related("actor").order_by("at", "pk")

@@ -1,0 +1,116 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers
+
+from bakkme_safety.policy import AgeBand, Category, Priority, Source, Surface
+
+
+class ReportedAccountSerializer(serializers.Serializer):
+    platform_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    username = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    date_of_birth = serializers.DateField(required=False, allow_null=True)
+    age_band = serializers.ChoiceField(choices=AgeBand.choices, required=False, allow_blank=True)
+    created_at = serializers.DateField(
+        required=False, allow_null=True, help_text="When the account was created."
+    )
+
+    def validate_date_of_birth(self, value):
+        if value and value > timezone.now().date():
+            raise serializers.ValidationError("The date of birth is in the future.")
+        return value
+
+
+class ContentSerializer(serializers.Serializer):
+    platform_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    type = serializers.SlugField(max_length=32, required=False, allow_blank=True)
+    text = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+
+
+class ReporterSerializer(serializers.Serializer):
+    platform_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    anonymous = serializers.BooleanField(required=False, default=False)
+    contact = serializers.CharField(
+        max_length=254,
+        required=False,
+        allow_blank=True,
+        help_text="For acknowledgments; never shown to the reported party.",
+    )
+
+    def validate(self, attrs):
+        if attrs.get("anonymous") and attrs.get("platform_id"):
+            raise serializers.ValidationError(
+                {"platform_id": ["An anonymous reporter has no platform_id."]}
+            )
+        return attrs
+
+
+class ReportInSerializer(serializers.Serializer):
+    """One report from the platform."""
+
+    idempotency_key = serializers.CharField(max_length=200)
+    source = serializers.ChoiceField(choices=Source.choices)
+    category = serializers.ChoiceField(choices=Category.choices)
+    surface = serializers.ChoiceField(choices=Surface.choices)
+    received_at = serializers.DateTimeField(help_text="When the platform received the report.")
+    reported_account = ReportedAccountSerializer(required=False)
+    content = ContentSerializer(required=False)
+    reporter = ReporterSerializer(required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+
+    def validate_received_at(self, value):
+        skew = timedelta(seconds=settings.BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS)
+        if value > timezone.now() + skew:
+            raise serializers.ValidationError("received_at is in the future.")
+        return value
+
+    def validate(self, attrs):
+        account = attrs.get("reported_account") or {}
+        content = attrs.get("content") or {}
+        if not account.get("platform_id") and not content.get("platform_id"):
+            raise serializers.ValidationError(
+                {
+                    "reported_account": [
+                        "Give reported_account.platform_id, or content.platform_id when "
+                        "the account is not known: a report needs a subject."
+                    ]
+                }
+            )
+        return attrs
+
+
+class ReportAcceptedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    case = serializers.IntegerField()
+    priority = serializers.ChoiceField(choices=[p.label for p in Priority])
+    due_at = serializers.DateTimeField()
+
+
+class BatchInSerializer(serializers.Serializer):
+    reports = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+
+    def validate_reports(self, value):
+        limit = settings.BAKKME_API_BATCH_MAX_REPORTS
+        if len(value) > limit:
+            raise serializers.ValidationError(
+                f"A batch holds at most {limit} reports; this one has {len(value)}."
+            )
+        return value
+
+
+class BatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(
+        help_text="201 stored, 200 repeated key, 400 invalid, 409 key conflict"
+    )
+    id = serializers.IntegerField(required=False)
+    case = serializers.IntegerField(required=False)
+    priority = serializers.CharField(required=False)
+    due_at = serializers.DateTimeField(required=False)
+    errors = serializers.DictField(required=False)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    results = BatchItemResultSerializer(many=True)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("reports/", views.ReportCreateView.as_view(), name="report-create"),
+    path("reports/batch/", views.ReportBatchView.as_view(), name="report-batch"),
+]

@@ -1,0 +1,85 @@
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reports.services import IdempotencyConflict, build_report, ingest_reports, payload_fingerprint
+
+from .serializers import (
+    BatchInSerializer,
+    BatchResultSerializer,
+    ReportAcceptedSerializer,
+    ReportInSerializer,
+)
+
+
+def _validated_report(integration, payload):
+    """An unsaved Report, or the field errors."""
+    if not isinstance(payload, dict):
+        return None, {"non_field_errors": ["Each report is a JSON object."]}
+    serializer = ReportInSerializer(data=payload)
+    if not serializer.is_valid():
+        return None, serializer.errors
+    return build_report(integration, serializer.validated_data, payload_fingerprint(payload)), None
+
+
+class ReportCreateView(APIView):
+    """Take one report from the platform."""
+
+    @property
+    def max_body_bytes(self):
+        return settings.BAKKME_API_MAX_BODY_BYTES
+
+    @extend_schema(
+        request=ReportInSerializer,
+        responses={201: ReportAcceptedSerializer, 200: ReportAcceptedSerializer},
+        description="201 when stored; 200 with the same body when the idempotency key was seen; "
+        "409 when the key was used for a different report.",
+    )
+    def post(self, request):
+        report, errors = _validated_report(request.user, request.data)
+        if errors:
+            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+        (result,) = ingest_reports(request.user, [report])
+        if isinstance(result, IdempotencyConflict):
+            return Response({"idempotency_key": [str(result)]}, status=status.HTTP_409_CONFLICT)
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(result.as_response(), status=code)
+
+
+class ReportBatchView(APIView):
+    """Take up to BAKKME_API_BATCH_MAX_REPORTS reports; the answer says what became of each."""
+
+    @property
+    def max_body_bytes(self):
+        return settings.BAKKME_API_MAX_BATCH_BODY_BYTES
+
+    @extend_schema(request=BatchInSerializer, responses={200: BatchResultSerializer})
+    def post(self, request):
+        batch = BatchInSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        results: list[dict | None] = []
+        valid = []
+        for index, payload in enumerate(request.data["reports"]):
+            report, errors = _validated_report(request.user, payload)
+            if errors:
+                results.append({"index": index, "status": 400, "errors": errors})
+            else:
+                results.append(None)
+                valid.append((index, report))
+        outcomes = ingest_reports(request.user, [report for _, report in valid]) if valid else []
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, IdempotencyConflict):
+                results[index] = {
+                    "index": index,
+                    "status": 409,
+                    "errors": {"idempotency_key": [str(outcome)]},
+                }
+            else:
+                results[index] = {
+                    "index": index,
+                    "status": 201 if outcome.created else 200,
+                    **outcome.as_response(),
+                }
+        return Response({"results": results}, status=status.HTTP_200_OK)

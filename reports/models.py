@@ -1,0 +1,105 @@
+import hashlib
+import secrets
+
+from django.db import models
+from bakkme_safety.history import audit_history
+
+from bakkme_safety.policy import AgeBand, Category, Source, Surface
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Integration(models.Model):
+    """A platform system that sends reports over the API, with its own token.
+
+    Only the token's SHA-256 is stored; the token itself is shown once, when created.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(max_length=8, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audit_history()
+
+    def __str__(self):
+        return self.name
+
+    def set_new_token(self) -> str:
+        token = secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        self.token_prefix = token[:8]
+        return token
+
+    # DRF's IsAuthenticated asks the authenticated principal this.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+class ReportQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Reports of the cases this user may see (the case rule is the one rule)."""
+        from cases.models import Case
+
+        return self.filter(case__in=Case.objects.visible_to(user).values("pk"))
+
+
+class Report(models.Model):
+    """One report about one subject, as the platform sent it."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.PROTECT, related_name="reports")
+    idempotency_key = models.CharField(max_length=200)
+    # SHA-256 of the canonical request body: a key reused for another report is refused.
+    payload_sha256 = models.CharField(max_length=64, editable=False)
+    case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, related_name="reports")
+
+    source = models.CharField(max_length=32, choices=Source.choices)
+    category = models.CharField(max_length=32, choices=Category.choices)
+    surface = models.CharField(max_length=32, choices=Surface.choices)
+    priority = models.PositiveSmallIntegerField()
+    due_at = models.DateTimeField()
+
+    account_platform_id = models.CharField(max_length=100, blank=True)
+    account_username = models.CharField(max_length=150, blank=True)
+    account_date_of_birth = models.DateField(null=True, blank=True)
+    account_age_band = models.CharField(max_length=16, choices=AgeBand.choices, blank=True)
+    account_created_at = models.DateField(null=True, blank=True)
+
+    content_platform_id = models.CharField(max_length=100, blank=True)
+    content_type = models.CharField(max_length=32, blank=True)
+    content_text = models.TextField(blank=True)
+    content_url = models.URLField(max_length=2000, blank=True)
+
+    reporter_platform_id = models.CharField(max_length=100, blank=True)
+    reporter_anonymous = models.BooleanField(default=False)
+    # For acknowledgments only. Shown to staff holding reports.view_reporter_contact; never
+    # sent to the platform or the reported party.
+    reporter_contact = models.CharField(max_length=254, blank=True)
+
+    description = models.TextField(blank=True)
+    received_at = models.DateTimeField(help_text="When the platform received the report.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = audit_history(excluded_fields=["payload_sha256"])
+    objects = ReportQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "idempotency_key"],
+                name="report_idempotency_key_per_integration",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["case", "received_at"], name="report_case_received"),
+            models.Index(fields=["content_platform_id"], name="report_content_id"),
+            models.Index(fields=["account_platform_id"], name="report_account_id"),
+            models.Index(fields=["received_at"], name="report_received_at"),
+        ]
+        permissions = [("view_reporter_contact", "Can see the reporter's contact")]
+
+    def __str__(self):
+        return f"Report {self.pk} ({self.get_category_display()})"
