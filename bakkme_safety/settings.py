@@ -139,6 +139,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Staff read the docs with their admin session; the platform's engineers with their token.
+    "SERVE_AUTHENTICATION": [
+        "rest_framework.authentication.SessionAuthentication",
+        "reports.api.authentication.IntegrationTokenAuthentication",
+    ],
+    "SERVE_PERMISSIONS": ["reports.api.permissions.IsIntegrationOrStaff"],
 }
 
 # --- Task queue (django-q2) --------------------------------------------------------------------

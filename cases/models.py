@@ -3,8 +3,8 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
-from bakkme_safety.history import audit_history
 
+from bakkme_safety.history import audit_history
 from bakkme_safety.policy import (
     ActionType,
     Category,

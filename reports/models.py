@@ -2,8 +2,8 @@ import hashlib
 import secrets
 
 from django.db import models
-from bakkme_safety.history import audit_history
 
+from bakkme_safety.history import audit_history
 from bakkme_safety.policy import AgeBand, Category, Source, Surface
 
 

@@ -70,8 +70,12 @@ def test_reports_about_one_account_share_a_case_with_the_highest_priority_and_ea
 
 
 def test_without_an_account_reports_group_by_content(api):
-    a = api.post(URL, report_payload(reported_account={}, content={"platform_id": "c-1"}), format="json")
-    b = api.post(URL, report_payload(reported_account={}, content={"platform_id": "c-1"}), format="json")
+    a = api.post(
+        URL, report_payload(reported_account={}, content={"platform_id": "c-1"}), format="json"
+    )
+    b = api.post(
+        URL, report_payload(reported_account={}, content={"platform_id": "c-1"}), format="json"
+    )
     assert a.status_code == b.status_code == 201
     assert a.json()["case"] == b.json()["case"]
 
@@ -150,7 +154,9 @@ def test_bad_fields_get_400_with_field_errors_and_store_nothing(api, change, fie
     assert stored() == (0, 0, 0)
 
 
-@pytest.mark.parametrize("missing", ["idempotency_key", "source", "category", "surface", "received_at"])
+@pytest.mark.parametrize(
+    "missing", ["idempotency_key", "source", "category", "surface", "received_at"]
+)
 def test_missing_fields_get_400_naming_the_field(api, missing):
     payload = report_payload()
     del payload[missing]
@@ -248,7 +254,9 @@ def test_a_batch_over_the_limit_is_refused_whole(api, settings):
 
 
 def test_a_batch_of_501_is_refused(api):
-    response = api.post(BATCH_URL, {"reports": [report_payload() for _ in range(501)]}, format="json")
+    response = api.post(
+        BATCH_URL, {"reports": [report_payload() for _ in range(501)]}, format="json"
+    )
     assert response.status_code == 400
     assert "at most 500" in response.json()["reports"][0]
     assert stored() == (0, 0, 0)

@@ -1,0 +1,13 @@
+from rest_framework.permissions import BasePermission
+
+from reports.models import Integration
+
+
+class IsIntegrationOrStaff(BasePermission):
+    """The API's schema and docs: for the platform's integrations and for logged-in staff."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        if isinstance(user, Integration):
+            return True
+        return bool(user and user.is_authenticated and user.is_staff)
