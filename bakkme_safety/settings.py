@@ -141,8 +141,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Staff read the docs with their admin session; the platform's engineers with their token.
     "SERVE_AUTHENTICATION": [
-        "rest_framework.authentication.SessionAuthentication",
         "reports.api.authentication.IntegrationTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "SERVE_PERMISSIONS": ["reports.api.permissions.IsIntegrationOrStaff"],
 }

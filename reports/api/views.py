@@ -1,6 +1,9 @@
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -83,3 +86,14 @@ class ReportBatchView(APIView):
                     **outcome.as_response(),
                 }
         return Response({"results": results}, status=status.HTTP_200_OK)
+
+
+class ApiDocsView(SpectacularSwaggerView):
+    """The API docs page; a browser without a session is sent to the staff login first."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, exceptions.NotAuthenticated) and not self.request.headers.get(
+            "Authorization"
+        ):
+            return redirect_to_login(self.request.get_full_path(), reverse("admin:login"))
+        return super().handle_exception(exc)
