@@ -1,6 +1,12 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class BakkmeSafetyConfig(AppConfig):
     name = "bakkme_safety"
     verbose_name = "BakkMe Safety"
+
+    def ready(self):
+        from .roles import sync_role_groups_after_migrate
+
+        post_migrate.connect(sync_role_groups_after_migrate, sender=self)

@@ -20,6 +20,7 @@ class Role(models.TextChoices):
 ESCALATION_ROLES = (Role.SENIOR_REVIEWER, Role.LEGAL, Role.CHILD_SAFETY_OFFICER)
 
 _REVIEWER = [
+    "staff.view_notification",
     "cases.view_case",
     "cases.view_child_safety_case",
     "cases.claim_case",
@@ -41,6 +42,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
     # Legal staff see the cases granted to them (object permissions), not the whole queue.
     Role.LEGAL: [
+        "staff.view_notification",
         "cases.view_child_safety_case",
         "cases.escalate_case",
         "cases.add_note",
@@ -54,8 +56,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cases.reopen_case",
         "cases.close_case",
         "reports.view_reporter_contact",
+        "cases.view_sla_dashboard",
     ],
     Role.AUDITOR: [
+        "staff.view_notification",
+        "cases.view_sla_dashboard",
         "cases.view_case",
         "cases.view_child_safety_case",
         "reports.view_report",
@@ -64,6 +69,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
     # The technical admin manages accounts and integrations; no child-safety content.
     Role.ADMIN: [
+        "staff.view_notification",
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",
@@ -95,7 +101,16 @@ def sync_role_groups(apps=None) -> None:
         wanted = []
         for perm in perms:
             app_label, codename = perm.split(".")
-            wanted.append(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
-            )
+            # A permission of an app migrated later is added by the post_migrate run.
+            found = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if found is not None:
+                wanted.append(found)
         group.permissions.set(wanted)
+
+
+def sync_role_groups_after_migrate(sender, **kwargs) -> None:
+    """post_migrate: every migrate leaves the groups holding exactly ROLE_PERMISSIONS."""
+    if sender.name == "bakkme_safety":
+        sync_role_groups()

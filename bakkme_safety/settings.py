@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "bakkme_safety",
     "reports",
     "cases",
+    "staff",
 ]
 
 MIDDLEWARE = [
@@ -222,8 +223,32 @@ BAKKME_VIOLATION_ACTIONS = {
 BAKKME_CLAIM_TIMEOUT_MINUTES = int(os.environ.get("BAKKME_CLAIM_TIMEOUT_MINUTES", "30"))
 # SLA colours in the queue: amber from the first fraction of the window, red from the second.
 BAKKME_SLA_WARNING_FRACTIONS = [0.5, 0.8]
+# The SLA sweep runs this often (django-q2 schedule "sla-sweep").
+BAKKME_SLA_SWEEP_MINUTES = 1
+# The P0 emergency protocol's checklist: (item, label), ticked on the case page.
+BAKKME_EMERGENCY_CHECKLIST = [
+    ("contact_law_enforcement", "Contact law enforcement"),
+    ("remove_content", "Remove the content"),
+    ("preserve_evidence", "Preserve the evidence"),
+]
+# Notification e-mails: retried after 1, 2, 4 ... minutes (at most 60), then given up.
+BAKKME_NOTIFY_EMAIL_RETRY_MINUTES = 1
+BAKKME_NOTIFY_EMAIL_MAX_ATTEMPTS = 10
 # A platform clock slightly ahead of ours is tolerated this many seconds.
 BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS = 60
+
+# --- Mail and links -----------------------------------------------------------------------------
+BAKKME_BASE_URL = os.environ.get("BAKKME_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+DEFAULT_FROM_EMAIL = os.environ.get("BAKKME_FROM_EMAIL", "safety-backoffice@bakkme.example")
+EMAIL_BACKEND = os.environ.get(
+    "BAKKME_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("BAKKME_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("BAKKME_EMAIL_PORT", "25"))
+EMAIL_TIMEOUT = 10
 
 # --- API limits ---------------------------------------------------------------------------------
 BAKKME_API_MAX_BODY_BYTES = 1024 * 1024

@@ -96,6 +96,17 @@ class Case(models.Model):
         blank=True,
     )
 
+    # The SLA clock (cases/sla.py). A reviewer's first decision or escalation stops it; at the
+    # due time without one, breached_at is set to due_at (the true time, however late the sweep).
+    first_action_at = models.DateTimeField(null=True, blank=True)
+    breached_at = models.DateTimeField(null=True, blank=True)
+    # How many of the window's warning points (BAKKME_SLA_WARNING_FRACTIONS) were sent, and when
+    # the next one falls; reset with each new window.
+    sla_warnings_sent = models.PositiveSmallIntegerField(default=0, db_default=0)
+    sla_next_warning_at = models.DateTimeField(null=True, blank=True)
+    # P0: when the emergency protocol notified the CSO and the on-call senior reviewer.
+    emergency_notified_at = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -131,6 +142,35 @@ class Case(models.Model):
             models.Index(fields=["account_username"], name="case_username"),
             models.Index(fields=["content_platform_id"], name="case_content_id"),
             models.Index(fields=["category"], name="case_category"),
+            # The SLA sweep's three questions, each answered from a small partial index.
+            models.Index(
+                fields=["due_at"],
+                condition=Q(
+                    state__in=["new", "in_review", "escalated"],
+                    first_action_at__isnull=True,
+                    breached_at__isnull=True,
+                ),
+                name="case_sla_running_due",
+            ),
+            models.Index(
+                fields=["sla_next_warning_at"],
+                condition=Q(
+                    state__in=["new", "in_review", "escalated"],
+                    first_action_at__isnull=True,
+                    breached_at__isnull=True,
+                ),
+                name="case_sla_next_warning",
+            ),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(priority=0, emergency_notified_at__isnull=True),
+                name="case_emergency_pending",
+            ),
+            # The dashboard's period figures.
+            models.Index(fields=["created_at"], name="case_created"),
+            models.Index(
+                fields=["breached_at"], condition=Q(breached_at__isnull=False), name="case_breached"
+            ),
         ]
         permissions = [
             ("view_child_safety_case", "Can see child-safety cases"),
@@ -139,6 +179,7 @@ class Case(models.Model):
             ("escalate_case", "Can escalate cases"),
             ("reopen_case", "Can reopen decided or closed cases"),
             ("close_case", "Can close decided cases"),
+            ("view_sla_dashboard", "Can see the SLA dashboard"),
         ]
 
     def __str__(self):
@@ -179,6 +220,10 @@ class CaseEvent(models.Model):
         DECIDED = "decided", "Decided"
         ACTION_CREATED = "action_created", "Enforcement action created"
         PRIORITY_CHANGED = "priority_changed", "Priority changed"
+        SLA_WARNING = "sla_warning", "SLA warning"
+        SLA_BREACHED = "sla_breached", "SLA breached"
+        EMERGENCY = "emergency", "Emergency protocol started"
+        CHECKLIST_TICKED = "checklist_ticked", "Emergency checklist item done"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=32, choices=Type.choices)
@@ -285,3 +330,55 @@ class EnforcementAction(models.Model):
 
     def __str__(self):
         return f"{self.get_type_display()} ({self.get_status_display()})"
+
+
+class SlaBreach(models.Model):
+    """One missed deadline: a case window that ran out without a first action.
+
+    Written once per window by the SLA sweep (the unique constraint is the backstop); the CSO
+    dashboard reads it. breached_at is the deadline itself, detected_at when the sweep saw it.
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="breaches")
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices)
+    sla_started_at = models.DateTimeField()
+    breached_at = models.DateTimeField()
+    detected_at = models.DateTimeField()
+    held_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "breached_at"], name="slabreach_once_per_window"
+            )
+        ]
+        indexes = [models.Index(fields=["breached_at"], name="slabreach_at")]
+        ordering = ["breached_at", "pk"]
+
+    def __str__(self):
+        return f"SLA breach on case {self.case_id} at {self.breached_at:%Y-%m-%d %H:%M}"
+
+
+class EmergencyChecklistItem(models.Model):
+    """P0 emergency protocol: each step is ticked with who did it and when."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="checklist")
+    item = models.CharField(max_length=40)
+    label = models.CharField(max_length=200)
+    position = models.PositiveSmallIntegerField()
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    done_at = models.DateTimeField(null=True, blank=True)
+    history = audit_history()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["case", "item"], name="checklist_item_once_per_case")
+        ]
+        ordering = ["case", "position"]
+
+    def __str__(self):
+        return self.label

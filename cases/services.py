@@ -20,6 +20,7 @@ from simple_history.utils import bulk_create_with_history, bulk_update_with_hist
 from bakkme_safety import policy
 from bakkme_safety.roles import ESCALATION_ROLES, Role
 
+from . import sla_engine
 from .models import (
     ACCEPTS_REPORTS_STATES,
     Case,
@@ -30,6 +31,7 @@ from .models import (
     Escalation,
     Note,
 )
+from .sla import start_window
 
 S = CaseState
 
@@ -149,10 +151,9 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
                 category=report.category,
                 surface=report.surface,
                 is_child_safety=policy.is_child_safety(report.category),
-                sla_started_at=report.received_at,
-                due_at=report.due_at,
                 report_count=0,
             )
+            start_window(case, report.received_at, report.due_at, fresh=True)
             new_cases[key] = case
         elif case.state == S.DECIDED:
             # A new report reopens the case with a new window from that report.
@@ -161,8 +162,8 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
             case.priority = report.priority
             case.category = report.category
             case.surface = report.surface
-            case.sla_started_at = report.received_at
-            case.due_at = report.due_at
+            case.escalated_to = ""
+            start_window(case, report.received_at, report.due_at, fresh=True)
             reopened.append(case)
             changed[key] = case
         else:
@@ -171,8 +172,8 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
                 case.category = report.category
                 case.surface = report.surface
             if report.due_at < case.due_at:
-                case.due_at = report.due_at
-                case.sla_started_at = report.received_at
+                # A more urgent report: the earlier deadline, and its warnings, apply.
+                start_window(case, report.received_at, report.due_at, fresh=False)
             changed[key] = case
         case.is_child_safety = case.is_child_safety or policy.is_child_safety(report.category)
         if not case.account_username and report.account_username:
@@ -197,6 +198,11 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
                 "is_child_safety",
                 "sla_started_at",
                 "due_at",
+                "first_action_at",
+                "breached_at",
+                "sla_warnings_sent",
+                "sla_next_warning_at",
+                "escalated_to",
                 "report_count",
                 "account_username",
                 "updated_at",
@@ -227,6 +233,9 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
             )
         )
     CaseEvent.objects.bulk_create(events)
+    emergencies = [c for c in [*new_cases.values(), *changed.values()] if c.priority == 0]
+    if emergencies:
+        transaction.on_commit(lambda: sla_engine.queue_emergency(emergencies))
 
 
 # --- Triage ------------------------------------------------------------------------------------
@@ -371,6 +380,7 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
             remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
         case.assignee = None
         case.claim_expires_at = None
+        case.first_action_at = case.first_action_at or timezone.now()  # stops the SLA clock
         transition(case, S.DECIDED, actor=actor, reason="decided")
         record_event(
             case,
@@ -426,6 +436,7 @@ def escalate_case(case: Case, *, actor, to_role: str, reason: str) -> Escalation
         case.claimed_at = None
         case.claim_expires_at = None
         case.escalated_to = to_role
+        case.first_action_at = case.first_action_at or timezone.now()  # stops the SLA clock
         if to_role == Role.LEGAL:
             assign_perm("cases.view_case", Group.objects.get(name=Role.LEGAL), case)
         if case.state != S.ESCALATED:
@@ -474,6 +485,8 @@ def reopen_case(case: Case, *, actor, reason: str) -> Case:
         ):
             raise InvalidTransition("This subject has a newer open case: work there instead.")
         case.escalated_to = ""
+        now = timezone.now()
+        start_window(case, now, policy.due_at_for(case.priority, now), fresh=True)
         transition(case, S.NEW, actor=actor, reason=reason)
     return case
 

@@ -31,3 +31,28 @@ def sla_status(sla_started_at: datetime, due_at: datetime, now: datetime) -> Sla
     if elapsed >= amber:
         return SlaStatus("amber", remaining)
     return SlaStatus("green", remaining)
+
+
+# --- The window ---------------------------------------------------------------------------------
+
+
+def warning_times(sla_started_at: datetime, due_at: datetime) -> list[datetime]:
+    """The warning points of a window (BAKKME_SLA_WARNING_FRACTIONS of it, in order)."""
+    window = due_at - sla_started_at
+    return [sla_started_at + window * f for f in sorted(settings.BAKKME_SLA_WARNING_FRACTIONS)]
+
+
+def start_window(case, sla_started_at: datetime, due_at: datetime, *, fresh: bool) -> None:
+    """Give a case a (new) SLA window; the caller saves it.
+
+    `fresh` starts the clock again (a reopened case): no first action, no breach yet. Otherwise
+    only the deadline moved (a more urgent report joined) and the warnings follow the new one.
+    """
+    case.sla_started_at = sla_started_at
+    case.due_at = due_at
+    case.sla_warnings_sent = 0
+    times = warning_times(sla_started_at, due_at)
+    case.sla_next_warning_at = times[0] if times else None
+    if fresh:
+        case.first_action_at = None
+        case.breached_at = None

@@ -1,0 +1,167 @@
+"""Who is on duty, and telling them: in-app notifications and their e-mail delivery."""
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from .models import Notification, StaffProfile
+
+log = logging.getLogger(__name__)
+
+# A digest names at most this many cases in its text; all of them stay in case_ids.
+DIGEST_LISTED = 50
+
+
+def staff_in_role(role: str):
+    return get_user_model().objects.filter(groups__name=role, is_active=True, is_staff=True)
+
+
+def on_duty(role: str) -> list:
+    """The people in a role who are on shift; everyone in the role when nobody is.
+
+    A warning or an emergency must reach someone even when the rota was not kept up to date.
+    """
+    people = staff_in_role(role)
+    on_shift = list(people.filter(staff_profile__on_shift=True).order_by("pk"))
+    return on_shift or list(people.order_by("pk"))
+
+
+def set_on_shift(user, on_shift: bool, now: datetime | None = None) -> StaffProfile:
+    profile, _ = StaffProfile.objects.get_or_create(user=user)
+    profile.on_shift = on_shift
+    profile.on_shift_since = (now or timezone.now()) if on_shift else None
+    profile._history_user = user
+    profile.save()
+    return profile
+
+
+_TITLES = {
+    Notification.Kind.SLA_WARNING: (
+        "Case #{} is approaching its SLA deadline",
+        "{} cases are approaching their SLA deadline",
+    ),
+    Notification.Kind.SLA_BREACH: ("Case #{} breached its SLA", "{} cases breached their SLA"),
+    Notification.Kind.EMERGENCY: ("EMERGENCY: P0 case #{}", "EMERGENCY: {} P0 cases"),
+}
+
+
+def notify(kind: str, cases_by_recipient: dict, now: datetime) -> list[Notification]:
+    """Create the notifications of one sweep: one per recipient and kind.
+
+    `cases_by_recipient` maps a user to the case ids they must hear about. One case gives a
+    notification linked to it; several give one digest listing them, so a catch-up after an
+    outage sends each person one message, not thousands.
+    """
+    one, many = _TITLES[kind]
+    rows = []
+    for recipient, case_ids in cases_by_recipient.items():
+        case_ids = sorted(set(case_ids))
+        if not case_ids:
+            continue
+        if len(case_ids) == 1:
+            title, case_id = one.format(case_ids[0]), case_ids[0]
+        else:
+            title, case_id = many.format(len(case_ids)), None
+        listed = ", ".join(f"#{pk}" for pk in case_ids[:DIGEST_LISTED])
+        more = len(case_ids) - DIGEST_LISTED
+        body = f"Cases: {listed}" + (f" and {more} more" if more > 0 else "")
+        rows.append(
+            Notification(
+                recipient=recipient,
+                kind=kind,
+                case_id=case_id,
+                case_ids=case_ids,
+                title=title,
+                body=body,
+                created_at=now,
+                email_status=Notification.Email.PENDING
+                if recipient.email
+                else Notification.Email.NONE,
+                email_next_attempt_at=now,
+            )
+        )
+    return Notification.objects.bulk_create(rows)
+
+
+def unread_count(user) -> int:
+    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
+
+
+def mark_read(user, notification_ids=None, now: datetime | None = None) -> int:
+    qs = Notification.objects.filter(recipient=user, read_at__isnull=True)
+    if notification_ids is not None:
+        qs = qs.filter(pk__in=notification_ids)
+    return qs.update(read_at=now or timezone.now())
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    base = settings.BAKKME_NOTIFY_EMAIL_RETRY_MINUTES
+    return timedelta(minutes=min(base * 2 ** (attempts - 1), 60))
+
+
+def deliver_emails(now: datetime | None = None) -> dict:
+    """Send the pending notification e-mails, one message per recipient.
+
+    A failing mail server is recorded on the notifications (attempts, error, next attempt) and
+    retried later with a growing delay; after BAKKME_NOTIFY_EMAIL_MAX_ATTEMPTS it gives up and
+    the notification stays in the in-app list. Never raises for a mail failure.
+    """
+    now = now or timezone.now()
+    due = (
+        Notification.objects.filter(
+            email_status=Notification.Email.PENDING, email_next_attempt_at__lte=now
+        )
+        .select_related("recipient")
+        .order_by("recipient_id", "pk")
+    )
+    by_recipient = defaultdict(list)
+    for notification in due:
+        by_recipient[notification.recipient].append(notification)
+    sent = failed = 0
+    for recipient, notifications in by_recipient.items():
+        ids = [n.pk for n in notifications]
+        subject = (
+            notifications[0].title
+            if len(notifications) == 1
+            else f"{len(notifications)} notifications from the BakkMe Safety back office"
+        )
+        link = settings.BAKKME_BASE_URL + reverse("admin:staff_notification_changelist")
+        text = "\n\n".join(f"{n.title}\n{n.body}" for n in notifications) + f"\n\n{link}\n"
+        try:
+            send_mail(subject, text, None, [recipient.email])
+        except Exception as exc:  # any transport error: record it, retry later
+            failed += len(ids)
+            log.warning("Notification e-mail to %s failed: %s", recipient.pk, exc)
+            attempts = max(n.email_attempts for n in notifications) + 1
+            gave_up = attempts >= settings.BAKKME_NOTIFY_EMAIL_MAX_ATTEMPTS
+            with transaction.atomic():
+                Notification.objects.filter(pk__in=ids).update(
+                    email_attempts=attempts,
+                    email_error=f"{type(exc).__name__}: {exc}"[:2000],
+                    email_status=Notification.Email.FAILED
+                    if gave_up
+                    else Notification.Email.PENDING,
+                    email_next_attempt_at=None if gave_up else now + _retry_delay(attempts),
+                )
+            continue
+        sent += len(ids)
+        Notification.objects.filter(pk__in=ids).update(
+            email_status=Notification.Email.SENT,
+            emailed_at=now,
+            email_attempts=notifications[0].email_attempts + 1,
+            email_error="",
+            email_next_attempt_at=None,
+        )
+    return {"sent": sent, "failed": failed}
+
+
+def active_staff(user_ids) -> list:
+    """The active staff among these user ids (an assignee who left gets nothing)."""
+    return list(get_user_model().objects.filter(pk__in=list(user_ids), is_active=True))
