@@ -9,4 +9,4 @@ class BakkmeSafetyConfig(AppConfig):
     def ready(self):
         from .roles import sync_role_groups_after_migrate
 
-        post_migrate.connect(sync_role_groups_after_migrate, sender=self)
+        post_migrate.connect(sync_role_groups_after_migrate)

@@ -111,6 +111,7 @@ def sync_role_groups(apps=None) -> None:
 
 
 def sync_role_groups_after_migrate(sender, **kwargs) -> None:
-    """post_migrate: every migrate leaves the groups holding exactly ROLE_PERMISSIONS."""
-    if sender.name == "bakkme_safety":
+    """post_migrate: every migrate (and every test flush) leaves the groups holding exactly
+    ROLE_PERMISSIONS. post_migrate is sent once per app with models; one run is enough."""
+    if sender.label == "cases":
         sync_role_groups()

@@ -8,6 +8,7 @@ from reports.api.views import ApiDocsView
 admin.site.site_header = "BakkMe Safety back office"
 admin.site.site_title = "BakkMe Safety"
 admin.site.index_title = "Child safety operations"
+admin.site.site_url = None  # no public site behind the back office
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
