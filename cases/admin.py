@@ -185,6 +185,11 @@ class CaseAdmin(SimpleHistoryAdmin):
             path("<int:case_id>/release/", wrap(self.release_view), name="cases_case_release"),
             path("<int:case_id>/close/", wrap(self.close_view), name="cases_case_close"),
             path("<int:case_id>/reopen/", wrap(self.reopen_view), name="cases_case_reopen"),
+            path(
+                "<int:case_id>/checklist/<slug:item>/",
+                wrap(self.checklist_view),
+                name="cases_case_checklist",
+            ),
             *super().get_urls(),
         ]
 
@@ -252,6 +257,8 @@ class CaseAdmin(SimpleHistoryAdmin):
             "escalation_form": forms.get("escalation_form") or EscalationForm(),
             "note_form": forms.get("note_form") or NoteForm(),
             "reopen_form": forms.get("reopen_form") or ReopenForm(),
+            "checklist": list(case.checklist.select_related("done_by")),
+            "can_tick": user.has_perm("cases.escalate_case") or user.has_perm("cases.decide_case"),
         }
         return TemplateResponse(request, "admin/cases/case/workspace.html", context)
 
@@ -345,6 +352,15 @@ class CaseAdmin(SimpleHistoryAdmin):
         try:
             services.reopen_case(case, actor=request.user, reason=form.cleaned_data["reason"])
         except (PermissionDenied, services.InvalidTransition, ValueError) as exc:
+            messages.error(request, str(exc))
+        return self._to_case(case)
+
+    def checklist_view(self, request, case_id, item):
+        self._post_only(request)
+        case = self._case_or_404(request, case_id)
+        try:
+            services.tick_checklist_item(case, item, actor=request.user)
+        except (PermissionDenied, ValueError) as exc:
             messages.error(request, str(exc))
         return self._to_case(case)
 

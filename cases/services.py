@@ -27,6 +27,7 @@ from .models import (
     CaseEvent,
     CaseState,
     Decision,
+    EmergencyChecklistItem,
     EnforcementAction,
     Escalation,
     Note,
@@ -494,3 +495,23 @@ def reopen_case(case: Case, *, actor, reason: str) -> Case:
 def timeline(case: Case):
     """Reports, state changes, notes, decisions, escalations and actions in time order."""
     return case.events.select_related("actor").order_by("at", "pk")
+
+
+def tick_checklist_item(case: Case, item: str, *, actor) -> EmergencyChecklistItem:
+    """P0 emergency protocol: a step done, with who and when (once; a second tick keeps the
+    first)."""
+    if not (actor.has_perm("cases.escalate_case") or actor.has_perm("cases.decide_case")):
+        raise PermissionDenied("You may not work on the emergency checklist.")
+    with transaction.atomic():
+        step = (
+            EmergencyChecklistItem.objects.select_for_update().filter(case=case, item=item).first()
+        )
+        if step is None:
+            raise ValueError("This case has no such checklist item.")
+        if step.done_at is None:
+            step.done_by = actor
+            step.done_at = timezone.now()
+            step._history_user = actor
+            step.save()
+            record_event(case, CaseEvent.Type.CHECKLIST_TICKED, actor, item=item, label=step.label)
+    return step
