@@ -2,13 +2,14 @@
 
 One sweep answers three questions from partial indexes over the open cases whose clock runs:
 which P0 cases have not started the emergency protocol, which deadlines have passed, which
-warning points have passed. Each is set-based: one locking SELECT, a few UPDATEs and bulk
-INSERTs, however many cases are concerned.
+warning points have passed. Each is set-based: a few UPDATEs and INSERT ... SELECTs, however
+many cases are concerned; no Python object per breached case.
 
-Exactly once: the rows are locked FOR UPDATE SKIP LOCKED, and each step's condition is a column
-the same transaction changes (emergency_notified_at, breached_at, sla_warnings_sent). A second
-sweep running at the same time skips the locked rows; one running after it no longer matches
-them. On SQLite, writers are serialised (IMMEDIATE transactions) to the same effect.
+Exactly once: each step's condition is a column the same statement or transaction changes
+(emergency_notified_at, breached_at, sla_warnings_sent). Breaches are marked by one UPDATE whose
+WHERE is the condition: a concurrent sweep's UPDATE waits for the row locks, re-checks and skips
+them. Emergencies and warnings lock their rows FOR UPDATE SKIP LOCKED first. On SQLite, writers
+are serialised (IMMEDIATE transactions) to the same effect.
 
 After downtime, the first sweep records every missed breach with breached_at = due_at, the true
 time, and skips the warnings of windows that have already run out: one catch-up pass is right,
@@ -18,13 +19,13 @@ The sweep is the system acting: its changes are CaseEvents on the timeline (acto
 rather than simple-history rows, which record what people change.
 """
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from bakkme_safety.roles import Role
@@ -70,6 +71,41 @@ def _chunks(ids):
 
 def _locked(qs, *fields):
     return list(qs.select_for_update(skip_locked=True, of=("self",)).order_by("pk").values(*fields))
+
+
+def _breach_returning_ids(now: datetime, which: str, also_set: str) -> list[int]:
+    """Mark the running clocks past their deadline as breached at that deadline, in one
+    UPDATE ... RETURNING id (PostgreSQL, and SQLite since 3.35).
+
+    A concurrent sweep's UPDATE waits for these row locks, then re-checks the condition
+    (breached_at IS NULL) and leaves them: each case is breached once.
+    """
+    table = Case._meta.db_table
+    states = ", ".join(f"'{s}'" for s in OPEN_STATES)
+    sql = (
+        f"UPDATE {table} SET breached_at = due_at, updated_at = %s"
+        + (f", {also_set}" if also_set else "")
+        + f" WHERE state IN ({states}) AND first_action_at IS NULL AND breached_at IS NULL"
+        f" AND due_at <= %s AND {which} RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, now])
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _insert_from_cases(model, columns: str, select: str, params: list, case_ids: list) -> None:
+    """INSERT INTO <model> (columns) SELECT <select> FROM cases_case WHERE id IN (case_ids).
+
+    Plain SQL that PostgreSQL and SQLite both run; `select` may hold %s placeholders, filled
+    from `params`.
+    """
+    placeholders = ", ".join(["%s"] * len(case_ids))
+    sql = (
+        f"INSERT INTO {model._meta.db_table} ({columns}) "
+        f"SELECT {select} FROM {Case._meta.db_table} WHERE id IN ({placeholders})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *case_ids])
 
 
 def _system_event(case_id, type_, at, **payload) -> CaseEvent:
@@ -122,63 +158,43 @@ def start_emergencies(now: datetime, result: SweepResult | None = None) -> list[
 def mark_breaches(now: datetime, result: SweepResult) -> None:
     """Deadlines passed without a first action: breached at the deadline, escalated, told."""
     with transaction.atomic():
-        rows = _locked(
-            running_clocks().filter(due_at__lte=now),
-            "pk",
-            "priority",
-            "sla_started_at",
-            "due_at",
-            "assignee_id",
-            "escalated_to",
-            "state",
+        # Not yet with a senior, the CSO or legal: it goes to the senior reviewers' queue.
+        escalate = _breach_returning_ids(
+            now,
+            "escalated_to = ''",
+            f"state = '{CaseState.ESCALATED}', escalated_to = '{Role.SENIOR_REVIEWER}'",
         )
+        keep = _breach_returning_ids(now, "escalated_to <> ''", "")
+        rows = escalate + keep
         if not rows:
             return
-        # Not yet with a senior, the CSO or legal: it goes to the senior reviewers' queue.
-        escalate = [r for r in rows if not r["escalated_to"]]
-        keep = [r for r in rows if r["escalated_to"]]
-        for chunk in _chunks(r["pk"] for r in escalate):
-            Case.objects.filter(pk__in=chunk).update(
-                breached_at=F("due_at"),
-                escalated_to=Role.SENIOR_REVIEWER,
-                state=CaseState.ESCALATED,
-                updated_at=now,
+        # The breach records and timeline events are copied from the rows in the database
+        # (INSERT ... SELECT): no Python object per case, however many broke at once.
+        for chunk in _chunks(rows):
+            _insert_from_cases(
+                SlaBreach,
+                "case_id, priority, sla_started_at, breached_at, detected_at, held_by_id",
+                "id, priority, sla_started_at, due_at, %s, assignee_id",
+                [now],
+                chunk,
             )
-        for chunk in _chunks(r["pk"] for r in keep):
-            Case.objects.filter(pk__in=chunk).update(breached_at=F("due_at"), updated_at=now)
-        SlaBreach.objects.bulk_create(
-            [
-                SlaBreach(
-                    case_id=r["pk"],
-                    priority=r["priority"],
-                    sla_started_at=r["sla_started_at"],
-                    breached_at=r["due_at"],
-                    detected_at=now,
-                    held_by_id=r["assignee_id"],
-                )
-                for r in rows
-            ]
-        )
-        events = [
-            _system_event(
-                r["pk"], CaseEvent.Type.SLA_BREACHED, r["due_at"], detected_at=now.isoformat()
+            _insert_from_cases(
+                CaseEvent,
+                "case_id, type, actor_id, actor_name, payload, at",
+                "id, %s, NULL, 'system', %s, due_at",
+                [CaseEvent.Type.SLA_BREACHED, json.dumps({"detected_at": now.isoformat()})],
+                chunk,
             )
-            for r in rows
-        ]
-        events += [
-            _system_event(
-                r["pk"],
-                CaseEvent.Type.ESCALATED,
-                now,
-                to=Role.SENIOR_REVIEWER.value,
-                reason="SLA breached",
-                **{"from": r["state"]},
+        payload = {"to": Role.SENIOR_REVIEWER.value, "reason": "SLA breached"}
+        for chunk in _chunks(escalate):
+            _insert_from_cases(
+                CaseEvent,
+                "case_id, type, actor_id, actor_name, payload, at",
+                "id, %s, NULL, 'system', %s, %s",
+                [CaseEvent.Type.ESCALATED, json.dumps(payload), now],
+                chunk,
             )
-            for r in escalate
-        ]
-        CaseEvent.objects.bulk_create(events)
-        ids = [r["pk"] for r in rows]
-        recipients = dict.fromkeys(_cso_and_senior_on_duty(), ids)
+        recipients = dict.fromkeys(_cso_and_senior_on_duty(), rows)
         result.breached += len(rows)
         result.escalated += len(escalate)
         result.notified += len(staff.notify(Notification.Kind.SLA_BREACH, recipients, now))
