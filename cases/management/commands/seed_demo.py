@@ -12,6 +12,7 @@ from bakkme_safety.policy import Category, Source, Surface
 from bakkme_safety.roles import Role
 from reports.models import Integration
 from reports.services import build_report, create_integration, ingest_reports, payload_fingerprint
+from staff.services import set_on_shift
 
 
 class Command(BaseCommand):
@@ -36,6 +37,8 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             user.groups.set([Group.objects.get(name=role.value)])
+            if role in (Role.REVIEWER, Role.SENIOR_REVIEWER):
+                set_on_shift(user, True)  # someone is on duty for the SLA engine to tell
             self.stdout.write(f"  {role.label:<22} {username:<28} {password}")
 
         integration = Integration.objects.filter(name="demo-platform").first()
