@@ -1,7 +1,8 @@
 """Benchmark: the SLA sweep over 200,000 open cases of which 10,000 fall due, beside a
 hand-written SQL UPDATE that marks the same rows, in the same run (target: at most 3x).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bakkme_bench_sla .venv/bin/python bench/sla_sweep.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bakkme_bench_sla \
+        .venv/bin/python bench/sla_sweep.py
 
 PostgreSQL only. The database is created and filled when missing; each round restores the
 10,000 cases to "due, not yet breached" (untimed, then VACUUM ANALYZE) and times, in alternating
@@ -13,7 +14,7 @@ import os
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ def fill(cursor, open_cases: int, due: int, now: datetime) -> None:
         " cases_emergencychecklistitem RESTART IDENTITY CASCADE"
     )
     cursor.execute(
-        f"""
+        """
         INSERT INTO cases_case (
             subject_key, account_platform_id, account_username, content_platform_id, state,
             priority, category, surface, is_child_safety, sla_started_at, due_at, report_count,
@@ -93,9 +94,7 @@ def restore(cursor, due: int) -> None:
         """,
         [due],
     )
-    cursor.execute(
-        "TRUNCATE cases_caseevent, cases_slabreach, staff_notification RESTART IDENTITY"
-    )
+    cursor.execute("TRUNCATE cases_caseevent, cases_slabreach, staff_notification RESTART IDENTITY")
 
 
 def vacuum(connection) -> None:
@@ -106,6 +105,10 @@ def vacuum(connection) -> None:
     with raw.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE cases_case")
     raw.autocommit = previous
+
+
+def _runs(values) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
 
 
 def main() -> int:
@@ -167,9 +170,9 @@ def main() -> int:
 
     sweep_median, update_median = statistics.median(sweep_ms), statistics.median(update_ms)
     print(f"open cases {args.open_cases}, due {args.due}, rounds {args.rounds}")
-    print(f"sweep:  median {sweep_median:.0f} ms  (runs: {', '.join(f'{v:.0f}' for v in sweep_ms)})")
+    print(f"sweep:  median {sweep_median:.0f} ms  (runs: {_runs(sweep_ms)})")
     print(f"        queries {sorted(set(queries))}; last result {result.as_dict()}")
-    print(f"UPDATE: median {update_median:.0f} ms  (runs: {', '.join(f'{v:.0f}' for v in update_ms)})")
+    print(f"UPDATE: median {update_median:.0f} ms  (runs: {_runs(update_ms)})")
     print(f"ratio sweep / UPDATE: {sweep_median / update_median:.2f} (target <= 3)")
     return 0
 

@@ -139,6 +139,7 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
     changed: dict[str, Case] = {}
     events: list[CaseEvent] = []
     reopened: list[Case] = []
+    case_of: dict[int, Case] = {}
     for report in sorted(reports, key=lambda r: r.received_at):
         key = subject_key_for(report.account_platform_id, report.content_platform_id)
         case = existing.get(key) or new_cases.get(key)
@@ -181,6 +182,7 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
             case.account_username = report.account_username
         case.report_count += 1
         report.case = case
+        case_of[id(report)] = case  # the FK cache does not survive bulk_create; keep our own
 
     if new_cases:
         bulk_create_with_history(list(new_cases.values()), Case, default_date=now)
@@ -211,27 +213,15 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
             default_date=now,
         )
     for report in reports:
-        report.case_id = report.case.pk
+        report.case_id = case_of[id(report)].pk
     from reports.models import Report
 
-    bulk_create_with_history(reports, Report, default_date=now)
-    for case in new_cases.values():
-        events.append(_event(case, CaseEvent.Type.CREATED, at=now))
+    Report.objects.bulk_create(reports)
+    # The case's creation and its reports are rows of their own; the timeline reads them
+    # there (see timeline()), so intake writes no event per report.
     for case in reopened:
         events.append(
             _event(case, CaseEvent.Type.STATE_CHANGED, at=now, reason="new report", to=S.NEW)
-        )
-    for report in reports:
-        events.append(
-            _event(
-                report.case,
-                CaseEvent.Type.REPORT_ADDED,
-                at=now,
-                report=report.pk,
-                category=report.category,
-                source=report.source,
-                received_at=report.received_at.isoformat(),
-            )
         )
     CaseEvent.objects.bulk_create(events)
     emergencies = [c for c in [*new_cases.values(), *changed.values()] if c.priority == 0]
@@ -492,9 +482,29 @@ def reopen_case(case: Case, *, actor, reason: str) -> Case:
     return case
 
 
-def timeline(case: Case):
-    """Reports, state changes, notes, decisions, escalations and actions in time order."""
-    return case.events.select_related("actor").order_by("at", "pk")
+def timeline(case: Case) -> list[CaseEvent]:
+    """Reports, state changes, notes, decisions, escalations and actions in time order.
+
+    The case's creation and each report come from their own rows (as unsaved CaseEvents, so
+    the page shows one kind of entry); everything else from the CaseEvent table.
+    """
+    entries = [CaseEvent(case=case, type=CaseEvent.Type.CREATED, at=case.created_at)]
+    entries += [
+        CaseEvent(
+            case=case,
+            type=CaseEvent.Type.REPORT_ADDED,
+            at=report.created_at,
+            payload={
+                "report": report.pk,
+                "category": report.category,
+                "source": report.source,
+                "received_at": report.received_at.isoformat(),
+            },
+        )
+        for report in case.reports.order_by("created_at", "pk")
+    ]
+    entries += case.events.select_related("actor").order_by("at", "pk")
+    return sorted(entries, key=lambda e: e.at)
 
 
 def tick_checklist_item(case: Case, item: str, *, actor) -> EmergencyChecklistItem:

@@ -6,7 +6,7 @@ from .services import create_integration
 
 
 @admin.register(Report)
-class ReportAdmin(SimpleHistoryAdmin):
+class ReportAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "case",

@@ -83,7 +83,8 @@ class Report(models.Model):
     received_at = models.DateTimeField(help_text="When the platform received the report.")
     created_at = models.DateTimeField(auto_now_add=True)
 
-    history = audit_history(excluded_fields=["payload_sha256"])
+    # No simple-history: a report is written once by the platform's integration and never
+    # edited by staff; its row is its record (case changes are in the case's history).
     objects = ReportQuerySet.as_manager()
 
     class Meta:
