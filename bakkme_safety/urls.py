@@ -12,6 +12,7 @@ admin.site.site_url = None  # no public site behind the back office
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("admin/dashboard/", include("cases.dashboard_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("reports.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

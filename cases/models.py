@@ -166,10 +166,27 @@ class Case(models.Model):
                 condition=Q(priority=0, emergency_notified_at__isnull=True),
                 name="case_emergency_pending",
             ),
-            # The dashboard's period figures.
-            models.Index(fields=["created_at"], name="case_created"),
+            # The CSO dashboard (cases/dashboard.py): open cases by SLA state, compliance by
+            # deadline, time to first action.
             models.Index(
-                fields=["breached_at"], condition=Q(breached_at__isnull=False), name="case_breached"
+                fields=[
+                    "priority",
+                    "sla_started_at",
+                    "due_at",
+                    "first_action_at",
+                    "breached_at",
+                    "assignee",
+                ],
+                condition=Q(state__in=["new", "in_review", "escalated"]),
+                name="case_open_sla",
+            ),  # fmt: skip
+            models.Index(
+                fields=["due_at", "priority", "first_action_at"], name="case_due_compliance"
+            ),
+            models.Index(
+                fields=["first_action_at", "priority", "sla_started_at"],
+                condition=Q(first_action_at__isnull=False),
+                name="case_first_action",
             ),
         ]
         permissions = [
@@ -295,6 +312,7 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["created_at", "violation"], name="decision_created")]
 
     def __str__(self):
         return f"{self.get_violation_display()} on case {self.case_id}"
@@ -326,7 +344,10 @@ class EnforcementAction(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["status", "created_at"], name="action_status_created")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="action_status_created"),
+            models.Index(fields=["created_at", "type", "status"], name="action_created"),
+        ]
 
     def __str__(self):
         return f"{self.get_type_display()} ({self.get_status_display()})"

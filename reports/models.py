@@ -99,6 +99,8 @@ class Report(models.Model):
             models.Index(fields=["content_platform_id"], name="report_content_id"),
             models.Index(fields=["account_platform_id"], name="report_account_id"),
             models.Index(fields=["received_at"], name="report_received_at"),
+            # The CSO dashboard's reports by source and category over a period.
+            models.Index(fields=["created_at", "source", "category"], name="report_created_source"),
         ]
         permissions = [("view_reporter_contact", "Can see the reporter's contact")]
 
