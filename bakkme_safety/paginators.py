@@ -1,5 +1,6 @@
 import json
 
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
@@ -20,7 +21,10 @@ class EstimatedCountPaginator(Paginator):
         qs = self.object_list
         connection = connections[qs.db]
         if connection.vendor == "postgresql":
-            sql, params = qs.order_by().values("pk").query.sql_with_params()
+            try:
+                sql, params = qs.order_by().values("pk").query.sql_with_params()
+            except EmptyResultSet:  # e.g. pk IN (): nothing can match
+                return 0
             with connection.cursor() as cursor:
                 cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
                 plan = cursor.fetchone()[0]

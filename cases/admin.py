@@ -5,7 +5,6 @@ Thin: every change goes through cases.services; every list goes through Case.vis
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -17,7 +16,6 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.paginators import EstimatedCountPaginator
 from bakkme_safety.policy import ActionType
-from reports.models import Report
 
 from . import services
 from .forms import DecisionForm, EscalationForm, NoteForm, ReopenForm
@@ -50,6 +48,24 @@ class QueueStateFilter(admin.SimpleListFilter):
         if value == "all":
             return queryset
         return queryset.filter(state=value)
+
+
+class AssigneeFilter(admin.RelatedOnlyFieldListFilter):
+    """The people holding a case. Decided and closed cases have no assignee, so the choices
+    come from the held cases, not from every case ever handled."""
+
+    def field_choices(self, field, request, model_admin):
+        holders = (
+            model_admin.get_queryset(request)
+            .filter(assignee__isnull=False)
+            .distinct()
+            .values_list("assignee__pk", flat=True)
+        )
+        return field.get_choices(
+            include_blank=False,
+            limit_choices_to={"pk__in": holders},
+            ordering=self.field_admin_ordering(field, request, model_admin),
+        )
 
 
 class MineFilter(admin.SimpleListFilter):
@@ -103,7 +119,7 @@ class CaseAdmin(SimpleHistoryAdmin):
         "category",
         "surface",
         MineFilter,
-        ("assignee", admin.RelatedOnlyFieldListFilter),
+        ("assignee", AssigneeFilter),
         EscalatedToFilter,
     )
     list_select_related = ("assignee",)
@@ -141,14 +157,7 @@ class CaseAdmin(SimpleHistoryAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        by_content = Report.objects.filter(case=OuterRef("pk"), content_platform_id=term)
-        return (
-            queryset.filter(account_platform_id=term)
-            | queryset.filter(account_username__iexact=term)
-            | queryset.filter(content_platform_id=term)
-            | queryset.filter(Exists(by_content)),
-            False,
-        )
+        return queryset.matching(term), False
 
     # --- Columns ---------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -60,6 +61,27 @@ class CaseQuerySet(models.QuerySet):
 
     def open(self):
         return self.filter(state__in=OPEN_STATES)
+
+    def matching(self, term: str):
+        """Cases about a platform account id, a username (any letter case) or a content id,
+        the content of any of their reports included.
+
+        The matching ids come from index lookups first: one OR across these columns can use no
+        index, and PostgreSQL would walk the whole queue to filter it.
+        """
+        from reports.models import Report
+
+        ids = set(
+            Case.objects.filter(
+                Q(account_platform_id=term)
+                | Q(content_platform_id=term)
+                | Q(account_username__iexact=term)
+            ).values_list("pk", flat=True)
+        )
+        ids.update(
+            Report.objects.filter(content_platform_id=term).values_list("case_id", flat=True)
+        )
+        return self.filter(pk__in=ids)
 
 
 class Case(models.Model):
@@ -139,7 +161,8 @@ class Case(models.Model):
             models.Index(fields=["state", "priority", "due_at"], name="case_state_queue"),
             models.Index(fields=["assignee", "state"], name="case_assignee_state"),
             models.Index(fields=["account_platform_id"], name="case_account_id"),
-            models.Index(fields=["account_username"], name="case_username"),
+            # Search matches a username in any letter case (iexact: UPPER(...) = UPPER(...)).
+            models.Index(Upper("account_username"), name="case_username_upper"),
             models.Index(fields=["content_platform_id"], name="case_content_id"),
             models.Index(fields=["category"], name="case_category"),
             # The SLA sweep's three questions, each answered from a small partial index.
@@ -180,9 +203,6 @@ class Case(models.Model):
                 condition=Q(state__in=["new", "in_review", "escalated"]),
                 name="case_open_sla",
             ),  # fmt: skip
-            models.Index(
-                fields=["due_at", "priority", "first_action_at"], name="case_due_compliance"
-            ),
             models.Index(
                 fields=["first_action_at", "priority", "sla_started_at"],
                 condition=Q(first_action_at__isnull=False),

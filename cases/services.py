@@ -15,9 +15,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
-from simple_history.utils import bulk_create_with_history, bulk_update_with_history
+from simple_history.utils import bulk_create_with_history
 
 from bakkme_safety import policy
+from bakkme_safety.bulk import update_rows
 from bakkme_safety.roles import ESCALATION_ROLES, Role
 
 from . import sla_engine
@@ -189,10 +190,9 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
     for case in changed.values():
         case.updated_at = now
     if changed:
-        bulk_update_with_history(
-            list(changed.values()),
-            Case,
-            fields=[
+        update_rows(
+            changed.values(),
+            [
                 "state",
                 "decided_at",
                 "priority",
@@ -210,8 +210,8 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
                 "account_username",
                 "updated_at",
             ],
-            default_date=now,
         )
+        Case.history.bulk_history_create(list(changed.values()), update=True, default_date=now)
     for report in reports:
         report.case_id = case_of[id(report)].pk
     from reports.models import Report
@@ -226,7 +226,7 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
     CaseEvent.objects.bulk_create(events)
     emergencies = [c for c in [*new_cases.values(), *changed.values()] if c.priority == 0]
     if emergencies:
-        transaction.on_commit(lambda: sla_engine.queue_emergency(emergencies))
+        transaction.on_commit(lambda: sla_engine.queue_emergency(emergencies), robust=True)
 
 
 # --- Triage ------------------------------------------------------------------------------------
@@ -247,7 +247,9 @@ def claimable_cases(user, now: datetime):
         | Q(state=S.ESCALATED, assignee__isnull=True)
         | Q(state__in=[S.IN_REVIEW, S.ESCALATED], claim_expires_at__lt=now)
     )
-    return Case.objects.visible_to(user).filter(level & free)
+    # state IN (open) repeats what `free` implies; it lets PostgreSQL walk the partial index of
+    # open cases instead of every closed case of the same priority.
+    return Case.objects.visible_to(user).open().filter(level & free)
 
 
 def _grant_claim(case: Case, user, now: datetime) -> None:

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from bakkme_safety.bulk import update_rows
 from bakkme_safety.roles import Role
 from staff import services as staff
 from staff.models import Notification
@@ -244,9 +245,7 @@ def send_warnings(now: datetime, result: SweepResult) -> None:
                 to_assignee[r["assignee_id"]].append(r["pk"])
             else:
                 unassigned.append(r["pk"])
-        Case.objects.bulk_update(
-            updates, ["sla_warnings_sent", "sla_next_warning_at"], batch_size=500
-        )
+        update_rows(updates, ["sla_warnings_sent", "sla_next_warning_at"])
         CaseEvent.objects.bulk_create(events)
         recipients = defaultdict(list)
         users = {u.pk: u for u in staff.active_staff(to_assignee)}
@@ -270,18 +269,32 @@ def _cso_and_senior_on_duty() -> list:
 
 def queue_emergency(cases) -> None:
     """A P0 case arrived: start the emergency protocol now, and sweep at its own warning and due
-    times rather than up to a sweep interval later. Called after the intake has committed."""
+    times rather than up to a sweep interval later. Called after the intake has committed.
+
+    Idempotent: a further report on an open P0 case finds its schedules already there and adds
+    only the missing ones (a window restarted by a more urgent report has new times).
+    """
     from django_q.models import Schedule
-    from django_q.tasks import async_task, schedule
+    from django_q.tasks import async_task
 
     async_task("cases.tasks.emergency_protocol")
     now = timezone.now()
-    for case in cases:
-        for at in [*warning_times(case.sla_started_at, case.due_at), case.due_at]:
-            if at > now:
-                schedule(
-                    "cases.tasks.sla_sweep",
-                    schedule_type=Schedule.ONCE,
-                    next_run=at,
-                    name=f"sla-p0-case-{case.pk}-{at:%Y%m%d%H%M%S}",
-                )
+    wanted = {
+        f"sla-p0-case-{case.pk}-{at:%Y%m%d%H%M%S}": at
+        for case in cases
+        for at in [*warning_times(case.sla_started_at, case.due_at), case.due_at]
+        if at > now
+    }
+    existing = set(Schedule.objects.filter(name__in=wanted).values_list("name", flat=True))
+    Schedule.objects.bulk_create(
+        [
+            Schedule(
+                func="cases.tasks.sla_sweep",
+                schedule_type=Schedule.ONCE,
+                next_run=at,
+                name=name,
+            )
+            for name, at in wanted.items()
+            if name not in existing
+        ]
+    )

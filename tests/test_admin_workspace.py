@@ -70,10 +70,27 @@ def test_search_finds_a_case_by_account_username_or_content_id(client, reviewer,
         reported_account={"platform_id": "u-77", "username": "PlaceholderName"},
         content={"platform_id": "m-77", "type": "message", "text": "placeholder"},
     )
+    make_report(
+        integration,
+        reported_account={"platform_id": "u-77"},
+        content={"platform_id": "m-78", "type": "message", "text": "placeholder"},
+    )  # a later report on the same account
     make_report(integration)  # another case that must not match
     login(client, reviewer)
-    for term in ["u-77", "placeholdername", "m-77"]:
-        assert list(client.get(QUEUE, {"q": term}).context["cl"].result_list) == [report.case]
+    for term in ["u-77", "placeholdername", "PLACEHOLDERNAME", "m-77", "m-78", " u-77 "]:
+        changelist = client.get(QUEUE, {"q": term}).context["cl"]
+        assert list(changelist.result_list) == [report.case]
+        assert changelist.result_count == 1  # "1 case", not an estimate of the whole queue
+    assert not client.get(QUEUE, {"q": "u-7"}).context["cl"].result_list.exists()
+
+
+def test_the_assignee_filter_offers_the_people_holding_a_case(client, reviewer, integration):
+    idle = UserFactory(username="idle", roles=["reviewer"])
+    make_report(integration)
+    services.claim_next_case(reviewer)
+    response = login(client, idle).get(QUEUE)
+    (assignee_filter,) = [f for f in response.context["cl"].filter_specs if f.title == "assignee"]
+    assert [label for _, label in assignee_filter.lookup_choices] == ["rita"]
 
 
 def test_the_queue_runs_the_same_few_queries_at_any_size(client, reviewer, integration):

@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.utils import timezone
+from django_q.models import Schedule
 from rest_framework.test import APIClient
 
 from cases.models import Case, CaseEvent
@@ -271,3 +272,24 @@ def test_a_batch_that_is_not_a_list_of_reports_gets_400(api, body):
 
 def test_get_is_not_allowed(api):
     assert api.get(URL).status_code == 405
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_p0_report_on_an_open_p0_case_is_stored_and_answered_201(api):
+    account = {"platform_id": "u-danger", "username": "someone"}
+    first = api.post(
+        URL, report_payload(category="imminent_danger", reported_account=account), format="json"
+    )
+    second = api.post(
+        URL, report_payload(category="imminent_danger", reported_account=account), format="json"
+    )
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.json()["case"] == first.json()["case"]
+    assert Report.objects.filter(case=first.json()["case"]).count() == 2
+    # The case's own sweeps (two warnings and the deadline) are booked once.
+    names = list(
+        Schedule.objects.filter(
+            name__startswith=f"sla-p0-case-{first.json()['case']}-"
+        ).values_list("name", flat=True)
+    )
+    assert len(names) == len(set(names)) == 3
