@@ -15,10 +15,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
-from simple_history.utils import bulk_create_with_history
 
 from bakkme_safety import policy
 from bakkme_safety.bulk import update_rows
+from bakkme_safety.history import copy_to_history
 from bakkme_safety.roles import ESCALATION_ROLES, Role
 
 from . import sla_engine
@@ -186,7 +186,8 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
         case_of[id(report)] = case  # the FK cache does not survive bulk_create; keep our own
 
     if new_cases:
-        bulk_create_with_history(list(new_cases.values()), Case, default_date=now)
+        Case.objects.bulk_create(new_cases.values())
+        copy_to_history(Case, [c.pk for c in new_cases.values()], "+", now)
     for case in changed.values():
         case.updated_at = now
     if changed:
@@ -211,7 +212,7 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
                 "updated_at",
             ],
         )
-        Case.history.bulk_history_create(list(changed.values()), update=True, default_date=now)
+        copy_to_history(Case, [c.pk for c in changed.values()], "~", now)
     for report in reports:
         report.case_id = case_of[id(report)].pk
     from reports.models import Report

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from rest_framework.test import APIClient
 
+from bakkme_safety import policy
 from cases.models import Case, CaseEvent
 from reports.models import Report
 
@@ -293,3 +294,22 @@ def test_a_second_p0_report_on_an_open_p0_case_is_stored_and_answered_201(api):
         ).values_list("name", flat=True)
     )
     assert len(names) == len(set(names)) == 3
+
+
+def test_intake_records_each_change_of_a_case_in_its_history(api):
+    account = {"platform_id": "u-history", "username": "someone"}
+    first = api.post(URL, report_payload(category="other", reported_account=account), format="json")
+    api.post(URL, report_payload(category="grooming", reported_account=account), format="json")
+    case = Case.objects.get(pk=first.json()["case"])
+    rows = case.history.order_by("history_date", "history_id").values_list(
+        "history_type", "priority", "category", "report_count", "due_at", "history_user"
+    )
+    p_other = policy.priority_for("other", "message", "in_app")
+    p_grooming = policy.priority_for("grooming", "message", "in_app")
+    assert p_grooming < p_other
+    assert [row[:4] for row in rows] == [
+        ("+", p_other, "other", 1),
+        ("~", p_grooming, "grooming", 2),
+    ]
+    assert rows[1][4] == case.due_at  # the state after the change, as stored
+    assert {row[5] for row in rows} == {None}  # an integration, not a person
