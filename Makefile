@@ -40,9 +40,10 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Benchmarks need PostgreSQL: DATABASE_URL=postgres://... make bench
+# Benchmarks need PostgreSQL: DATABASE_URL=postgres://... make bench (figures: bench/RESULTS.md)
 bench: install
 	$(PY) bench/run.py
+	$(PY) bench/sla_sweep.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

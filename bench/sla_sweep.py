@@ -1,12 +1,15 @@
 """Benchmark: the SLA sweep over 200,000 open cases of which 10,000 fall due, beside a
 hand-written SQL UPDATE that marks the same rows, in the same run (target: at most 3x).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bakkme_bench_sla \
-        .venv/bin/python bench/sla_sweep.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bakkme_bench make bench   # runs this too
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bakkme_bench .venv/bin/python bench/sla_sweep.py
 
-PostgreSQL only. The database is created and filled when missing; each round restores the
+PostgreSQL only. It works in its own database, <name>_sla beside the one DATABASE_URL names (it
+replaces every case there), created when missing and filled each run; each round restores the
 10,000 cases to "due, not yet breached" (untimed, then VACUUM ANALYZE) and times, in alternating
-order, the sweep (cases.sla_engine.sweep, queries counted) and the bare UPDATE.
+order, the sweep (cases.sla_engine.sweep, queries counted) and the bare UPDATE. The figures
+go to the "SLA sweep" section of bench/RESULTS.md (below the notes marker, which bench/run.py
+keeps).
 """
 
 import argparse
@@ -16,12 +19,15 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakkme_safety.settings")
 os.environ.setdefault("BAKKME_SECRET_KEY", "bench-only")
 
+SECTION_START = "<!-- sla-sweep: bench/sla_sweep.py rewrites from here -->"
+SECTION_END = "<!-- sla-sweep: to here -->"
 OPEN = "('new', 'in_review', 'escalated')"
 BARE_UPDATE = f"""
     UPDATE cases_case SET breached_at = due_at
@@ -122,6 +128,13 @@ def main() -> int:
     if not url.startswith(("postgres://", "postgresql://")):
         print("This benchmark needs PostgreSQL: set DATABASE_URL=postgres://...", file=sys.stderr)
         return 2
+    from bench.run import code_state, command_line, machine, with_database
+
+    command = command_line(sys.argv[1:]).replace("bench/run.py", "bench/sla_sweep.py")
+    name = urlsplit(url).path.lstrip("/")
+    if not name.endswith("_sla"):
+        url = with_database(url, f"{name}_sla")
+    os.environ["DATABASE_URL"] = url
     ensure_database(url)
 
     import django
@@ -174,7 +187,65 @@ def main() -> int:
     print(f"        queries {sorted(set(queries))}; last result {result.as_dict()}")
     print(f"UPDATE: median {update_median:.0f} ms  (runs: {_runs(update_ms)})")
     print(f"ratio sweep / UPDATE: {sweep_median / update_median:.2f} (target <= 3)")
+    write_results(
+        args,
+        machine=machine(),
+        code=code_state(),
+        command=command,
+        sweep_ms=sweep_ms,
+        update_ms=update_ms,
+        queries=sorted(set(queries)),
+        result=result.as_dict(),
+    )
     return 0
+
+
+def write_results(args, *, machine, code, command, sweep_ms, update_ms, queries, result) -> None:
+    """Replace the SLA sweep section of bench/RESULTS.md (or add it at the end)."""
+    sweep_median, update_median = statistics.median(sweep_ms), statistics.median(update_ms)
+    ratio = sweep_median / update_median
+    section = "\n".join(
+        [
+            SECTION_START,
+            "## SLA sweep (written by `bench/sla_sweep.py`)",
+            "",
+            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on commit `{code['commit']}`"
+            + ("" if not code["uncommitted"] else " (app files changed in the working tree)")
+            + f"; {machine['cpu']}, {machine['nproc']} cores, PostgreSQL {machine['postgresql']}."
+            " Command:",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            f"{args.open_cases:,} open cases, {args.due:,} of them past their deadline (breaches"
+            f" to record), {args.rounds} rounds, sweep and UPDATE in alternating order, each on"
+            " the same restored and vacuumed rows.",
+            "",
+            "| Measure | median ms | runs (ms) | queries |",
+            "|---|---|---|---|",
+            f"| sweep (`cases.sla_engine.sweep`) | {sweep_median:.0f} | {_runs(sweep_ms)} | "
+            f"{', '.join(map(str, queries))} |",
+            f"| hand-written `UPDATE ... SET breached_at = due_at` | {update_median:.0f} | "
+            f"{_runs(update_ms)} | 1 |",
+            "",
+            f"**Ratio sweep / UPDATE: {ratio:.2f}** (target at most 3: "
+            f"{'met' if ratio <= 3 else '**missed**'}). The sweep's last result: `{result}`."
+            " Beyond the UPDATE it records each breach (SlaBreach) and its escalation"
+            " (CaseEvent) with INSERT ... SELECT, and notifies the senior reviewers on duty and"
+            " the CSO: one digest notification per person.",
+            SECTION_END,
+        ]
+    )
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else ""
+    if SECTION_START in text and SECTION_END in text:
+        before, rest = text.split(SECTION_START, 1)
+        text = before + section + rest.split(SECTION_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+    print(f"figures written to {path}")
 
 
 if __name__ == "__main__":
