@@ -210,35 +210,21 @@ def markdown(results: dict, previous: str = "") -> str:
         "### API intake (django.test.Client, one request after another)",
         "",
     ]
-    intake_rows = []
-    for key in ["intake_single", "intake_batch"]:
-        r = results[key]
-        intake_rows.append(
-            [
-                r["label"],
-                r["n"],
-                _ms(r["median_ms"]),
-                _ms(r["p90_ms"]),
-                f"{r['extra']['reports_per_s']:.0f}",
-                ", ".join(map(str, r["query_counts"])),
-                f"{r['slowest_sql_ms']:.1f}",
-                _statuses(r),
-            ]
-        )
-        if small:
-            s = small[key]
-            intake_rows.append(
-                [
-                    f"{s['label']} (small size)",
-                    s["n"],
-                    _ms(s["median_ms"]),
-                    _ms(s["p90_ms"]),
-                    f"{s['extra']['reports_per_s']:.0f}",
-                    ", ".join(map(str, s["query_counts"])),
-                    f"{s['slowest_sql_ms']:.1f}",
-                    _statuses(s),
-                ]
-            )
+    intake_rows = [
+        [
+            r["label"] + where,
+            r["n"],
+            _ms(r["median_ms"]),
+            _ms(r["p90_ms"]),
+            f"{r['extra']['reports_per_s']:.0f}",
+            ", ".join(map(str, r["query_counts"])),
+            f"{r['slowest_sql_ms']:.1f}",
+            _statuses(r),
+        ]
+        for key in ["intake_single", "intake_batch"]
+        for where, r in [("", results[key]), (" (small size)", (small or {}).get(key))]
+        if r
+    ]
     out += _table(
         [
             "Measure",
