@@ -28,6 +28,23 @@ _REVIEWER = [
     "cases.add_note",
     "reports.view_report",
     "cases.view_enforcementaction",
+    # The evidence of the cases they hold (evidence.access): list, blurred preview, download.
+    "evidence.view_evidenceitem",
+    "evidence.add_evidenceitem",
+    "evidence.preview_evidenceitem",
+    "evidence.download_evidenceitem",
+    "evidence.view_custodyevent",
+]
+_EVIDENCE_LEGAL = [
+    "evidence.view_evidenceitem",
+    "evidence.add_evidenceitem",
+    "evidence.preview_evidenceitem",
+    "evidence.download_evidenceitem",
+    "evidence.view_custodyevent",
+    "evidence.export_evidence",
+    "evidence.manage_legal_hold",
+    "evidence.view_legalhold",
+    "evidence.view_evidencepackage",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -49,6 +66,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reports.view_report",
         "reports.view_reporter_contact",
         "cases.view_enforcementaction",
+        *_EVIDENCE_LEGAL,
     ],
     Role.CHILD_SAFETY_OFFICER: _REVIEWER
     + [
@@ -57,6 +75,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cases.close_case",
         "reports.view_reporter_contact",
         "cases.view_sla_dashboard",
+        *_EVIDENCE_LEGAL,
+        "cases.view_case_evidence",  # every case's evidence
     ],
     Role.AUDITOR: [
         "staff.view_notification",
@@ -66,6 +86,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reports.view_report",
         "cases.view_enforcementaction",
         "reports.view_integration",
+        # The chain of custody and the holds, never the evidence itself.
+        "evidence.view_custodyevent",
+        "evidence.view_legalhold",
     ],
     # The technical admin manages accounts and integrations; no child-safety content.
     Role.ADMIN: [

@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from bakkme_safety.keys import decode_master_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +54,7 @@ INSTALLED_APPS = [
     "reports",
     "cases",
     "staff",
+    "evidence",
 ]
 
 MIDDLEWARE = [
@@ -264,3 +267,71 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("BAKKME_LOG_LEVEL", "INFO")},
 }
+
+# --- The evidence vault -------------------------------------------------------------------------
+# The master key that wraps every item's data key: 32 random bytes, URL-safe base64. Required:
+# `make run` writes a local one to var/evidence.key; production sets its own. Old keys stay
+# listed (comma-separated) while `manage.py rotate_evidence_key` re-wraps the data keys.
+BAKKME_EVIDENCE_KEY = os.environ.get("BAKKME_EVIDENCE_KEY", "")
+BAKKME_EVIDENCE_OLD_KEYS = [
+    k for k in os.environ.get("BAKKME_EVIDENCE_OLD_KEYS", "").split(",") if k.strip()
+]
+if BAKKME_EVIDENCE_KEY:
+    decode_master_key(BAKKME_EVIDENCE_KEY)  # a malformed key stops the start, never later
+elif not DEBUG:
+    raise ImproperlyConfigured(
+        "BAKKME_EVIDENCE_KEY is not set: evidence cannot be stored or read. Generate one with "
+        '`python -c "import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"`.'
+    )
+for _old_key in BAKKME_EVIDENCE_OLD_KEYS:
+    decode_master_key(_old_key, "BAKKME_EVIDENCE_OLD_KEYS")
+# A private folder, never under MEDIA_ROOT and never served; or S3-compatible object storage.
+BAKKME_EVIDENCE_ROOT = Path(os.environ.get("BAKKME_EVIDENCE_ROOT", BASE_DIR / "var" / "evidence"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "evidence": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": BAKKME_EVIDENCE_ROOT,
+            "base_url": "/no-public-url/",
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    },
+}
+if os.environ.get("BAKKME_EVIDENCE_S3_BUCKET"):
+    STORAGES["evidence"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["BAKKME_EVIDENCE_S3_BUCKET"],
+            "endpoint_url": os.environ.get("BAKKME_EVIDENCE_S3_ENDPOINT") or None,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+# Largest item accepted (bytes); uploads are streamed, never held whole in memory.
+BAKKME_EVIDENCE_MAX_BYTES = int(os.environ.get("BAKKME_EVIDENCE_MAX_BYTES", 2 * 1024**3))
+# Images up to this size are decoded at collection (PDQ, EXIF) and for previews.
+BAKKME_EVIDENCE_ANALYSE_MAX_BYTES = 64 * 1024 * 1024
+# Pillow's decompression-bomb limit: larger images are preserved, flagged and not decoded.
+BAKKME_IMAGE_MAX_PIXELS = 50_000_000
+# Reviewer-safe previews: organisation defaults; each reviewer may choose their own.
+BAKKME_PREVIEW_MAX_SIDE = 480
+BAKKME_PREVIEW_BLUR_RADIUS = 12
+BAKKME_PREVIEW_GREYSCALE = True
+# Retention: days after collection per kind, unless held; items of a case closed with no
+# violation go this many days after it was decided.
+BAKKME_EVIDENCE_RETENTION_DAYS = {
+    "media": 365,
+    "communication_log": 365,
+    "account_snapshot": 365,
+    "metadata": 365,
+}
+BAKKME_EVIDENCE_NO_VIOLATION_RETENTION_DAYS = 90
+# A filed CyberTipline report holds its contents this long (18 U.S.C. 2258A(h)).
+BAKKME_NCMEC_HOLD_DAYS = 365
+# Evidence packages: the download link expires after this many hours.
+BAKKME_PACKAGE_LINK_HOURS = 24
+BAKKME_EVIDENCE_ORGANIZATION = os.environ.get("BAKKME_EVIDENCE_ORGANIZATION", "BakkMe Safety")

@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("BAKKME_SECRET_KEY", "test-only-secret-key")
+# A fixed test-only master key (32 bytes of 0x01); tests that need another set their own.
+os.environ.setdefault("BAKKME_EVIDENCE_KEY", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
 
 from .settings import *  # noqa: E402,F403
 

@@ -217,6 +217,9 @@ class Case(models.Model):
             ("reopen_case", "Can reopen decided or closed cases"),
             ("close_case", "Can close decided cases"),
             ("view_sla_dashboard", "Can see the SLA dashboard"),
+            # Granted per case (django-guardian) to legal staff, with a reason; held globally by
+            # the CSO. The assigned reviewer reaches the evidence through the assignment.
+            ("view_case_evidence", "Can see the evidence of a case"),
         ]
 
     def __str__(self):
@@ -261,6 +264,10 @@ class CaseEvent(models.Model):
         SLA_BREACHED = "sla_breached", "SLA breached"
         EMERGENCY = "emergency", "Emergency protocol started"
         CHECKLIST_TICKED = "checklist_ticked", "Emergency checklist item done"
+        EVIDENCE_ACCESS_GRANTED = "evidence_access_granted", "Evidence access granted"
+        EVIDENCE_ACCESS_REVOKED = "evidence_access_revoked", "Evidence access revoked"
+        HOLD_PLACED = "hold_placed", "Legal hold placed"
+        HOLD_RELEASED = "hold_released", "Legal hold released"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=32, choices=Type.choices)

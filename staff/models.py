@@ -33,6 +33,7 @@ class Notification(models.Model):
         SLA_WARNING = "sla_warning", "SLA warning"
         SLA_BREACH = "sla_breach", "SLA breach"
         EMERGENCY = "emergency", "Emergency (P0)"
+        EVIDENCE_INTEGRITY = "evidence_integrity", "Evidence integrity failure"
 
     class Email(models.TextChoices):
         PENDING = "pending", "Pending"

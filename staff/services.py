@@ -49,6 +49,10 @@ _TITLES = {
     ),
     Notification.Kind.SLA_BREACH: ("Case #{} breached its SLA", "{} cases breached their SLA"),
     Notification.Kind.EMERGENCY: ("EMERGENCY: P0 case #{}", "EMERGENCY: {} P0 cases"),
+    Notification.Kind.EVIDENCE_INTEGRITY: (
+        "Evidence of case #{} failed its integrity check",
+        "Evidence of {} cases failed its integrity check",
+    ),
 }
 
 

@@ -46,3 +46,17 @@ def cso(db):
 @pytest.fixture
 def auditor(db):
     return UserFactory(username="aude", roles=["auditor"])
+
+
+@pytest.fixture(autouse=True)
+def evidence_root(settings, tmp_path):
+    """Each test's evidence goes to its own folder."""
+    root = tmp_path / "evidence"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "evidence": {
+            **settings.STORAGES["evidence"],
+            "OPTIONS": {**settings.STORAGES["evidence"]["OPTIONS"], "location": root},
+        },
+    }
+    return root

@@ -1,0 +1,232 @@
+import hashlib
+import json
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from bakkme_safety.history import audit_history
+
+
+class EvidenceKind(models.TextChoices):
+    MEDIA = "media", "Media (image, video, audio)"
+    COMMUNICATION_LOG = "communication_log", "Communication log"
+    ACCOUNT_SNAPSHOT = "account_snapshot", "Account snapshot"
+    METADATA = "metadata", "Metadata"
+
+
+class EvidenceProblem(models.TextChoices):
+    NONE = "", "None"
+    CORRUPT = "corrupt", "Corrupt or truncated image"
+    BOMB = "decompression_bomb", "Decompression bomb"
+    TOO_LARGE = "too_large_to_analyse", "Too large to analyse"
+
+
+class EvidenceItem(models.Model):
+    """One preserved file. The bytes are in evidence storage, encrypted; this row holds what
+    was learnt from them at collection, and the data key wrapped by the master key."""
+
+    case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, related_name="evidence")
+    report = models.ForeignKey(
+        "reports.Report", null=True, blank=True, on_delete=models.PROTECT, related_name="evidence"
+    )
+    kind = models.CharField(max_length=20, choices=EvidenceKind.choices)
+    original_name = models.CharField(max_length=255, blank=True)
+    media_type = models.CharField(max_length=100, help_text="Detected from the bytes.")
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    md5 = models.CharField(max_length=32, help_text="The hash NCMEC's upload answers with.")
+    pdq = models.CharField(max_length=64, blank=True)
+    pdq_quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    exif = models.JSONField(default=dict, blank=True)
+    problem = models.CharField(
+        max_length=24, choices=EvidenceProblem.choices, blank=True, default=""
+    )
+    storage_name = models.CharField(max_length=255, editable=False)
+    wrapped_key = models.BinaryField(editable=False)
+    key_id = models.CharField(max_length=16, editable=False)
+    collected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    collected_via = models.ForeignKey(
+        "reports.Integration", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    collected_at = models.DateTimeField(default=timezone.now)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["sha256"], name="evidence_sha256"),
+            models.Index(fields=["md5"], name="evidence_md5"),
+            models.Index(fields=["case", "collected_at"], name="evidence_case"),
+            models.Index(
+                fields=["kind", "collected_at"],
+                condition=models.Q(purged_at__isnull=True),
+                name="evidence_retention",
+            ),
+        ]
+        permissions = [
+            ("preview_evidenceitem", "Can see blurred previews of evidence"),
+            ("download_evidenceitem", "Can download original evidence"),
+            ("export_evidence", "Can export evidence packages"),
+            ("manage_legal_hold", "Can place and release legal holds"),
+        ]
+
+    def __str__(self):
+        return f"evidence #{self.pk} ({self.get_kind_display()}, {self.media_type})"
+
+    @property
+    def is_image(self) -> bool:
+        return self.media_type.startswith("image/")
+
+    @property
+    def purged(self) -> bool:
+        return self.purged_at is not None
+
+
+class PreviewSettings(models.Model):
+    """A reviewer's own preview settings; organisation defaults come from settings."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preview_settings"
+    )
+    blur_radius = models.PositiveSmallIntegerField()
+    greyscale = models.BooleanField()
+
+    def __str__(self):
+        return f"preview settings of {self.user}"
+
+
+class CustodyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("The custody ledger is append-only: events are never changed.")
+
+    def delete(self):
+        raise TypeError("The custody ledger is append-only: events are never deleted.")
+
+
+class CustodyEvent(models.Model):
+    """One link of the chain of custody. Append-only: written by evidence.custody.record().
+
+    `hash` covers this event's fields and the previous event's hash (one chain over the whole
+    ledger; see evidence/custody.py for why it is global). On PostgreSQL a trigger refuses
+    UPDATE and DELETE on the table; the model refuses them too.
+    """
+
+    class Action(models.TextChoices):
+        COLLECT = "collect", "Collected"
+        VIEW = "view", "Viewed (unblurred)"
+        PREVIEW = "preview", "Previewed (blurred)"
+        DOWNLOAD = "download", "Downloaded"
+        EXPORT = "export", "Exported in a package"
+        HOLD_PLACED = "hold_placed", "Legal hold placed"
+        HOLD_RELEASED = "hold_released", "Legal hold released"
+        VERIFY = "verify", "Verified"
+        VERIFY_FAILED = "verify_failed", "Verification failed"
+        TRANSFER = "transfer", "Transferred"
+        DESTROY = "destroy", "Destroyed"
+        KEY_ROTATED = "key_rotated", "Data key re-wrapped"
+
+    item = models.ForeignKey(EvidenceItem, on_delete=models.PROTECT, related_name="custody")
+    at = models.DateTimeField()
+    action = models.CharField(max_length=20, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, help_text="The person, or the system part.")
+    purpose = models.CharField(max_length=500, blank=True)
+    item_sha256 = models.CharField(max_length=64)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    objects = CustodyQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["item", "at"], name="custody_item_at")]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.get_action_display()} #{self.item_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("The custody ledger is append-only: events are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("The custody ledger is append-only: events are never deleted.")
+
+    def chained_fields(self) -> dict:
+        return {
+            "item": self.item_id,
+            "at": self.at.isoformat(),
+            "action": self.action,
+            "actor": self.actor_id,
+            "actor_name": self.actor_name,
+            "purpose": self.purpose,
+            "item_sha256": self.item_sha256,
+            "detail": self.detail,
+            "prev_hash": self.prev_hash,
+        }
+
+    def compute_hash(self) -> str:
+        canonical = json.dumps(self.chained_fields(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LegalHold(models.Model):
+    """Nothing under an active hold is deleted: a case's items, an account's, or chosen items."""
+
+    class Authority(models.TextChoices):
+        NCMEC_REPORT = "ncmec_report", "NCMEC CyberTipline report"
+        LAW_ENFORCEMENT = "law_enforcement_request", "Law-enforcement request"
+        LITIGATION = "litigation", "Litigation"
+
+    case = models.ForeignKey(
+        "cases.Case", null=True, blank=True, on_delete=models.PROTECT, related_name="holds"
+    )
+    account_platform_id = models.CharField(max_length=100, blank=True)
+    items = models.ManyToManyField(EvidenceItem, blank=True, related_name="holds")
+    reason = models.TextField()
+    authority = models.CharField(max_length=30, choices=Authority.choices)
+    authority_reference = models.CharField(
+        max_length=200, blank=True, help_text="The NCMEC report id, the request's reference..."
+    )
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    placed_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: indefinite.")
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    release_reason = models.TextField(blank=True)
+
+    history = audit_history(m2m_fields=[items])
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["case"], condition=models.Q(released_at__isnull=True), name="hold_case"
+            ),
+            models.Index(
+                fields=["account_platform_id"],
+                condition=models.Q(released_at__isnull=True),
+                name="hold_account",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__isnull=True)
+                | models.Q(expires_at__gt=models.F("placed_at")),
+                name="hold_expires_after_placed",
+            )
+        ]
+
+    def __str__(self):
+        return f"hold #{self.pk} ({self.get_authority_display()})"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.released_at is None and (self.expires_at is None or self.expires_at > now)
