@@ -15,19 +15,27 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# Local run on the embedded defaults: SQLite in var/, django-q2's ORM broker.
-run: install
+# Local run on the embedded defaults: SQLite in var/, django-q2's ORM broker, evidence encrypted
+# in var/evidence/ with a master key generated once into var/evidence.key.
+EVIDENCE_KEY_FILE := var/evidence.key
+
+$(EVIDENCE_KEY_FILE):
 	@mkdir -p var
-	BAKKME_DEBUG=1 $(PY) manage.py migrate --noinput
+	@umask 077 && $(PYTHON) -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())" > $@
+	@echo "Generated a local evidence master key in $@ (keep it: the local vault needs it)."
+
+run: install $(EVIDENCE_KEY_FILE)
+	@mkdir -p var
+	BAKKME_DEBUG=1 BAKKME_EVIDENCE_KEY=$$(cat $(EVIDENCE_KEY_FILE)) $(PY) manage.py migrate --noinput
 	@if [ ! -f var/.demo-seeded ]; then \
-	  BAKKME_DEBUG=1 $(PY) manage.py seed_demo | tee var/demo-accounts.txt && touch var/.demo-seeded; \
+	  BAKKME_DEBUG=1 BAKKME_EVIDENCE_KEY=$$(cat $(EVIDENCE_KEY_FILE)) $(PY) manage.py seed_demo | tee var/demo-accounts.txt && touch var/.demo-seeded; \
 	  echo "(demo accounts saved in var/demo-accounts.txt)"; \
 	fi
 	@echo ""
 	@echo "Log in at http://$(HOST):$(PORT)/admin/ with an account from var/demo-accounts.txt"
 	@echo "API docs: http://$(HOST):$(PORT)/api/docs/    Stop with Ctrl+C."
 	@echo ""
-	BAKKME_DEBUG=1 ./scripts/run-local.sh $(HOST) $(PORT)
+	BAKKME_DEBUG=1 BAKKME_EVIDENCE_KEY=$$(cat $(EVIDENCE_KEY_FILE)) ./scripts/run-local.sh $(HOST) $(PORT)
 
 test: install
 	$(PY) -m pytest

@@ -321,6 +321,7 @@ def main(argv=None) -> int:
         return 2
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakkme_safety.settings")
     os.environ.setdefault("BAKKME_SECRET_KEY", "bench-only-not-secret")
+    os.environ.setdefault("BAKKME_EVIDENCE_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtS0VZLTMyQkE=")
     if os.environ.pop("BAKKME_DEBUG", None) is not None:
         print("BAKKME_DEBUG unset: the benchmark runs with DEBUG off.")
 

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakkme_safety.settings")
 os.environ.setdefault("BAKKME_SECRET_KEY", "bench-only")
+os.environ.setdefault("BAKKME_EVIDENCE_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtS0VZLTMyQkE=")
 
 SECTION_START = "<!-- sla-sweep: bench/sla_sweep.py rewrites from here -->"
 SECTION_END = "<!-- sla-sweep: to here -->"
