@@ -230,3 +230,45 @@ class LegalHold(models.Model):
     def is_active(self, now=None) -> bool:
         now = now or timezone.now()
         return self.released_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class EvidencePackage(models.Model):
+    """A BagIt bag of a case's evidence for a named recipient, built by a django-q2 task and kept
+    encrypted in evidence storage like the items; its download link expires."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, related_name="packages")
+    items = models.ManyToManyField(
+        EvidenceItem, blank=True, related_name="packages", help_text="Empty: all of the case's."
+    )
+    purpose = models.CharField(max_length=500)
+    recipient = models.CharField(max_length=200)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
+    progress_note = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    storage_name = models.CharField(max_length=255, blank=True, editable=False)
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    key_id = models.CharField(max_length=16, blank=True, editable=False)
+    size = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    built_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["case", "requested_at"], name="package_case")]
+
+    def __str__(self):
+        return f"evidence package #{self.pk} (case #{self.case_id})"
+
+    def link_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())

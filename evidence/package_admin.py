@@ -1,0 +1,1 @@
+"""Admin for evidence packages (request, progress, download)."""
