@@ -15,5 +15,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not the shared in-memory database: in-memory shared cache uses table locks that
     # ignore the busy timeout, so concurrent tests would see "table is locked" where the real
     # file-backed server waits for the other writer.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}  # noqa: F405
+    # One file per test run, so that runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+    }
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405

@@ -1,0 +1,153 @@
+"""Legal holds: nothing under an active hold is deleted.
+
+A hold names a case (all its evidence), an account (the evidence of every case about that
+platform account) or chosen items; it has a reason, an authority (an NCMEC report, a
+law-enforcement request, litigation), who placed it, and an expiry or none (indefinite).
+"""
+
+from datetime import datetime
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from cases.models import Case, CaseEvent
+from cases.services import record_event
+
+from . import custody
+from .models import CustodyEvent, EvidenceItem, LegalHold
+
+MANAGE_PERMISSION = "evidence.manage_legal_hold"
+
+
+def active(now: datetime | None = None):
+    now = now or timezone.now()
+    return LegalHold.objects.filter(released_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
+
+
+def items_under(holds) -> Q:
+    """The condition on EvidenceItem for the items these holds cover."""
+    holds = list(holds.values_list("pk", "case_id", "account_platform_id"))
+    cases = {case_id for _, case_id, _ in holds if case_id}
+    accounts = {account for _, _, account in holds if account}
+    return (
+        Q(holds__in=[pk for pk, _, _ in holds])
+        | Q(case_id__in=cases)
+        | Q(case__account_platform_id__in=accounts)
+    )
+
+
+def held_items(now: datetime | None = None):
+    return EvidenceItem.objects.filter(items_under(active(now))).distinct()
+
+
+def is_held(item: EvidenceItem, now: datetime | None = None) -> bool:
+    return held_items(now).filter(pk=item.pk).exists()
+
+
+def _covered_ids(hold: LegalHold) -> list[int]:
+    return list(
+        EvidenceItem.objects.filter(
+            items_under(LegalHold.objects.filter(pk=hold.pk)), purged_at__isnull=True
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+
+
+def place(
+    *,
+    by,
+    reason: str,
+    authority: str,
+    authority_reference: str = "",
+    case: Case | None = None,
+    account_platform_id: str = "",
+    items=(),
+    expires_at: datetime | None = None,
+    system: str | None = None,
+) -> LegalHold:
+    """Place a hold; its items get a "hold placed" custody event. `by` is None only for a hold
+    the system places itself (`system` names it, e.g. a CyberTipline filing)."""
+    if by is not None and not by.has_perm(MANAGE_PERMISSION):
+        raise PermissionDenied("You may not place legal holds.")
+    if (
+        by is not None
+        and case is not None
+        and not Case.objects.visible_to(by).filter(pk=case.pk).exists()
+    ):
+        raise PermissionDenied("You may not place a hold on this case.")
+    items = list(items)
+    errors = {}
+    if not reason.strip():
+        errors["reason"] = "Give the reason for the hold."
+    if authority not in LegalHold.Authority.values:
+        errors["authority"] = "Choose the authority behind the hold."
+    if case is None and not account_platform_id.strip() and not items:
+        errors["case"] = "A hold names a case, an account or items."
+    if expires_at is not None and expires_at <= timezone.now():
+        errors["expires_at"] = "The expiry must be in the future (or empty: indefinite)."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        hold = LegalHold(
+            case=case,
+            account_platform_id=account_platform_id.strip(),
+            reason=reason.strip(),
+            authority=authority,
+            authority_reference=authority_reference.strip(),
+            placed_by=by,
+            expires_at=expires_at,
+        )
+        hold._history_user = by
+        hold.save()
+        if items:
+            hold.items.set(items)
+        # Lock what the hold covers, so a purge running now either sees the hold or finishes
+        # before it (evidence.retention locks the same rows).
+        covered = list(
+            EvidenceItem.objects.select_for_update()
+            .filter(pk__in=_covered_ids(hold))
+            .order_by("pk")
+        )
+        custody.record(
+            covered,
+            CustodyEvent.Action.HOLD_PLACED,
+            actor=by,
+            system=system,
+            purpose=reason.strip(),
+            detail={"hold": hold.pk, "authority": authority, "reference": authority_reference},
+        )
+        if case is not None:
+            record_event(case, CaseEvent.Type.HOLD_PLACED, by, hold=hold.pk, authority=authority)
+    return hold
+
+
+def release(hold: LegalHold, *, by, reason: str) -> LegalHold:
+    if not by.has_perm(MANAGE_PERMISSION):
+        raise PermissionDenied("You may not release legal holds.")
+    if not reason.strip():
+        raise ValidationError({"reason": "Give the reason for releasing the hold."})
+    with transaction.atomic():
+        hold = LegalHold.objects.select_for_update().get(pk=hold.pk)
+        if hold.released_at is not None:
+            raise ValidationError("This hold was already released.")
+        covered = list(EvidenceItem.objects.filter(pk__in=_covered_ids(hold)).order_by("pk"))
+        hold.released_at = timezone.now()
+        hold.released_by = by
+        hold.release_reason = reason.strip()
+        hold._history_user = by
+        hold.save()
+        custody.record(
+            covered,
+            CustodyEvent.Action.HOLD_RELEASED,
+            actor=by,
+            purpose=reason.strip(),
+            detail={"hold": hold.pk},
+        )
+        if hold.case_id:
+            record_event(hold.case, CaseEvent.Type.HOLD_RELEASED, by, hold=hold.pk)
+    return hold
