@@ -137,3 +137,41 @@ def test_purged_items_are_skipped_by_verify_custody(settings, case):
     call_command("verify_custody", stdout=out)
     assert "0 stored items checked, 0 problems" in out.getvalue()
     assert EvidenceItem.objects.get().purged
+
+
+def test_legal_staff_place_and_release_a_hold_in_the_admin(client, case, legal, cso):
+    item = collect(case)
+    access.grant(case, legal, by=cso, reason="law-enforcement request")
+    client.force_login(legal)
+    add = "/admin/evidence/legalhold/add/"
+    assert client.get(add).status_code == 200
+    missing = client.post(add, {"authority": "litigation", "reason": ""})
+    assert missing.status_code == 200
+    assert "This field is required." in missing.content.decode()
+    assert not LegalHold.objects.exists()
+    placed = client.post(
+        add,
+        {"case": case.pk, "reason": "preservation request", "authority": "law_enforcement_request",
+         "authority_reference": "LE-1", "expires_at": ""},
+    )  # fmt: skip
+    hold = LegalHold.objects.get()
+    assert placed.status_code == 302 and placed["Location"].endswith(f"/{hold.pk}/change/")
+    assert holds.is_held(item)
+    page = client.get(f"/admin/evidence/legalhold/{hold.pk}/change/")
+    assert "Release this hold" in page.content.decode()
+    client.post(f"/admin/evidence/legalhold/{hold.pk}/release/", {"reason": "request withdrawn"})
+    hold.refresh_from_db()
+    assert hold.released_by == legal and hold.release_reason == "request withdrawn"
+    assert not holds.is_held(item)
+
+
+def test_auditors_read_holds_and_reviewers_cannot_place_them(
+    client, case, legal, auditor, reviewer
+):
+    holds.place(by=legal, reason="litigation", authority="litigation", account_platform_id="u-1")
+    client.force_login(auditor)
+    assert client.get("/admin/evidence/legalhold/").status_code == 200
+    assert client.get("/admin/evidence/legalhold/add/").status_code == 403
+    client.force_login(reviewer)
+    assert client.get("/admin/evidence/legalhold/").status_code == 403
+    assert client.post("/admin/evidence/legalhold/add/", {}).status_code == 403
