@@ -45,6 +45,10 @@ def test_seed_demo_makes_one_account_per_role_and_placeholder_reports():
     assert Report.objects.count() == 40
     assert Case.objects.exists()
     assert len({r.category for r in Report.objects.all()}) > 3
+    # Generated pattern images as evidence, so the evidence pages are not empty in a demo.
+    images = EvidenceItem.objects.all()
+    assert images.count() == 12
+    assert all(i.media_type == "image/png" and len(i.pdq) == 64 for i in images)
 
 
 def test_seed_demo_passwords_log_in(client):

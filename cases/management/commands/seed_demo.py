@@ -1,3 +1,4 @@
+import io
 import random
 import secrets
 from datetime import timedelta
@@ -10,9 +11,14 @@ from django.utils import timezone
 
 from bakkme_safety.policy import Category, Source, Surface
 from bakkme_safety.roles import Role
+from evidence import vault
+from evidence.samples import pattern_png
 from reports.models import Integration
 from reports.services import build_report, create_integration, ingest_reports, payload_fingerprint
 from staff.services import set_on_shift
+
+# Reports that get a generated pattern image as evidence, so the evidence pages have something.
+DEMO_IMAGES = 12
 
 
 class Command(BaseCommand):
@@ -71,5 +77,17 @@ class Command(BaseCommand):
             batch.append(build_report(integration, payload, payload_fingerprint(payload)))
         with transaction.atomic():
             results = ingest_reports(integration, batch)
-        created = sum(1 for r in results if getattr(r, "created", False))
-        self.stdout.write(f"{created} demo reports created.")
+        stored = [r.report for r in results if getattr(r, "created", False)]
+        self.stdout.write(f"{len(stored)} demo reports created.")
+        for report in stored[:DEMO_IMAGES]:
+            vault.collect(
+                io.BytesIO(pattern_png(seed + report.pk)),
+                case=report.case,
+                report=report,
+                original_name=f"demo-{report.pk}.png",
+                integration=integration,
+                purpose="demo data (a generated pattern)",
+            )
+        self.stdout.write(
+            f"{min(len(stored), DEMO_IMAGES)} generated pattern images stored as evidence."
+        )
