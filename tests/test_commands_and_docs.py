@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from cases.models import Case
+from evidence.models import EvidenceItem
 from reports.models import Integration, Report
 
 from .factories import report_payload
