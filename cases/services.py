@@ -407,7 +407,8 @@ def escalate_case(case: Case, *, actor, to_role: str, reason: str) -> Escalation
     """Send a case to a senior reviewer, legal staff or the CSO, with a reason.
 
     The case leaves its reviewer and shows on that role's queue. Legal staff see only the
-    cases granted to them, so escalating to legal grants their group this case.
+    cases granted to them, so escalating to legal grants their group this case and its
+    evidence.
     """
     if to_role not in ESCALATION_ROLES:
         raise ValueError(f"Cases cannot be escalated to {to_role!r}.")
@@ -432,7 +433,10 @@ def escalate_case(case: Case, *, actor, to_role: str, reason: str) -> Escalation
         case.escalated_to = to_role
         case.first_action_at = case.first_action_at or timezone.now()  # stops the SLA clock
         if to_role == Role.LEGAL:
-            assign_perm("cases.view_case", Group.objects.get(name=Role.LEGAL), case)
+            # The escalation's reason is the reason legal staff get the case and its evidence.
+            legal = Group.objects.get(name=Role.LEGAL)
+            assign_perm("cases.view_case", legal, case)
+            assign_perm("cases.view_case_evidence", legal, case)
         if case.state != S.ESCALATED:
             transition(case, S.ESCALATED, actor=actor, reason=reason)
         else:

@@ -126,10 +126,14 @@ def test_history_records_the_acting_user(senior, reviewer, integration):
 
 
 def test_escalating_to_legal_lets_legal_staff_see_the_case(reviewer, legal, integration):
+    from evidence.access import may_access
+
     case = make_report(integration).case
     assert not Case.objects.visible_to(legal).filter(pk=case.pk).exists()
+    assert not may_access(legal, case)
     services.escalate_case(case, actor=reviewer, to_role="legal", reason="needs legal advice")
     assert Case.objects.visible_to(legal).filter(pk=case.pk).exists()
+    assert may_access(legal, case)  # and its evidence: the escalation's reason grants it
     assert services.claim_next_case(UserFactory(roles=["reviewer"])) is None
 
 
