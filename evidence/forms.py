@@ -1,10 +1,12 @@
 """The evidence pages' forms, and the upload handler both upload paths (the admin form and the
-platform's API) use so an upload is never held in memory and stops at the size limit."""
+platform's API) use so an upload is never held in memory or written in plaintext, and stops at
+the size limit."""
 
 from django import forms
 from django.conf import settings
-from django.core.files.uploadhandler import TemporaryFileUploadHandler
+from django.core.files.uploadhandler import FileUploadHandler
 
+from . import vault
 from .models import EvidenceKind
 
 
@@ -16,10 +18,10 @@ def too_large_message() -> str:
     return f"The file is larger than the limit of {settings.BAKKME_EVIDENCE_MAX_BYTES:,} bytes."
 
 
-class EvidenceUploadHandler(TemporaryFileUploadHandler):
-    """Every file of the request straight to a temporary file on disk, whatever its size, and
-    refused with UploadTooLarge as soon as the request's files together pass
-    BAKKME_EVIDENCE_MAX_BYTES.
+class EvidenceUploadHandler(FileUploadHandler):
+    """Every file of the request hashed and encrypted as it arrives (evidence.vault.Sealer):
+    no plaintext in memory or on disk, whatever its size. Refused with UploadTooLarge as soon as
+    the request's files together pass BAKKME_EVIDENCE_MAX_BYTES.
 
     A request whose declared length is beyond the limit plus BAKKME_EVIDENCE_UPLOAD_ENVELOPE_BYTES
     (the multipart envelope and the form's other fields) is refused before anything is read.
@@ -29,6 +31,7 @@ class EvidenceUploadHandler(TemporaryFileUploadHandler):
     def __init__(self, request=None):
         super().__init__(request)
         self.received = 0
+        self.sealer = None
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         allowed = (
@@ -36,14 +39,28 @@ class EvidenceUploadHandler(TemporaryFileUploadHandler):
         )
         if content_length and content_length > allowed:
             raise UploadTooLarge(too_large_message())
-        return super().handle_raw_input(input_data, META, content_length, boundary, encoding)
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.sealer = vault.Sealer(
+            limit=settings.BAKKME_EVIDENCE_MAX_BYTES,
+            analyse_limit=settings.BAKKME_EVIDENCE_ANALYSE_MAX_BYTES,
+        )
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
         if self.received > settings.BAKKME_EVIDENCE_MAX_BYTES:
-            self.file.close()  # the partial temporary file goes at once
+            self.sealer.discard()  # the partial ciphertext goes at once
             raise UploadTooLarge(too_large_message())
-        return super().receive_data_chunk(raw_data, start)
+        self.sealer.write(raw_data)
+        return None  # consumed: no other handler sees it
+
+    def file_complete(self, file_size):
+        return vault.SealedUpload(self.sealer.finish(), self.file_name, self.content_type)
+
+    def upload_interrupted(self):
+        if self.sealer is not None:
+            self.sealer.discard()
 
 
 def use_evidence_upload_handler(request) -> None:

@@ -1,9 +1,9 @@
 """Putting evidence in and getting it out: hashed, typed, analysed and encrypted on the way in;
 decrypted and checked against its SHA-256 on every way out.
 
-Plaintext never reaches the storage and is never held whole in memory: an upload is read in
-chunks, hashed and encrypted chunk by chunk into a temporary file of ciphertext, which is then
-saved through the storage API. Only an image small enough to analyse
+Plaintext never reaches the storage or the disk and is never held whole in memory: an upload is
+hashed and encrypted chunk by chunk as it arrives (Sealer) into a temporary file of ciphertext,
+which is then saved through the storage API. Only an image small enough to analyse
 (BAKKME_EVIDENCE_ANALYSE_MAX_BYTES) is kept in memory, for its PDQ hash, EXIF and preview.
 """
 
@@ -12,10 +12,12 @@ import io
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import filetype
 from django.conf import settings
 from django.core.files import File
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,9 +40,8 @@ class EvidenceIntegrityError(Exception):
 
 @dataclass
 class Sealed:
-    """What streaming an upload into storage learnt about it."""
+    """What sealing a file learnt about it; `file` is the ciphertext until store() saves it."""
 
-    storage_name: str
     wrapped_key: bytes
     key_id: str
     size: int
@@ -48,6 +49,76 @@ class Sealed:
     md5: str
     head: bytes
     analysable: bytes | None
+    file: IO[bytes] | None = None
+    storage_name: str = ""
+
+
+class Sealer:
+    """A file to write plaintext into, in pieces of any size, that keeps only ciphertext: each
+    piece is hashed (SHA-256, MD5) and encrypted into a temporary file at once.
+
+    Used for uploads as they arrive (evidence.forms), for packages as they are zipped, and by
+    seal() for files already at hand. `limit` bounds the plaintext (EvidenceTooLarge); an image
+    up to `analyse_limit` bytes is also kept in memory for its PDQ hash, EXIF and preview.
+    """
+
+    def __init__(self, *, limit: int | None, analyse_limit: int = 0):
+        self.limit = limit
+        self.analyse_limit = analyse_limit
+        data_key, self.wrapped_key, self.key_id = crypto.new_data_key()
+        self._encryptor = crypto.Encryptor(data_key)
+        self._sha256, self._md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        self.size = 0
+        self._head = b""
+        self._kept: io.BytesIO | None = io.BytesIO() if analyse_limit else None
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115  closed by store() or discard()
+        self._file.write(self._encryptor.start())
+
+    def write(self, piece: bytes) -> int:
+        self.size += len(piece)
+        if self.limit is not None and self.size > self.limit:
+            self.discard()
+            raise EvidenceTooLarge(f"The file is larger than {self.limit:,} bytes.")
+        self._sha256.update(piece)
+        self._md5.update(piece)
+        if len(self._head) < _SNIFF_BYTES:
+            self._head += piece[: _SNIFF_BYTES - len(self._head)]
+        if self._kept is not None:
+            if self.size <= self.analyse_limit:
+                self._kept.write(piece)
+            else:
+                self._kept = None
+        self._file.write(self._encryptor.update(piece))
+        return len(piece)
+
+    def flush(self) -> None:
+        """(zipfile asks for it.)"""
+
+    def discard(self) -> None:
+        self._file.close()
+
+    def finish(self) -> Sealed:
+        self._file.write(self._encryptor.finish())
+        self._file.seek(0)
+        return Sealed(
+            wrapped_key=self.wrapped_key,
+            key_id=self.key_id,
+            size=self.size,
+            sha256=self._sha256.hexdigest(),
+            md5=self._md5.hexdigest(),
+            head=self._head,
+            analysable=self._kept.getvalue() if self._kept is not None else None,
+            file=self._file,
+        )
+
+
+def store(sealed: Sealed, folder: str = "items") -> Sealed:
+    """Save the ciphertext in evidence storage (under a name that says nothing)."""
+    try:
+        sealed.storage_name = evidence_storage().save(new_name(folder), File(sealed.file))
+    finally:
+        sealed.file.close()
+    return sealed
 
 
 def _chunks(source, size: int = READ_CHUNK) -> Iterator[bytes]:
@@ -60,42 +131,22 @@ def _chunks(source, size: int = READ_CHUNK) -> Iterator[bytes]:
 
 def seal(source, folder: str = "items", keep_for_analysis: bool = True) -> Sealed:
     """Stream `source` (a file or an UploadedFile) into evidence storage, encrypted."""
-    limit = settings.BAKKME_EVIDENCE_MAX_BYTES
-    analyse_limit = settings.BAKKME_EVIDENCE_ANALYSE_MAX_BYTES if keep_for_analysis else 0
-    data_key, wrapped, key_id = crypto.new_data_key()
-    encryptor = crypto.Encryptor(data_key)
-    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    size, head = 0, b""
-    kept: io.BytesIO | None = io.BytesIO() if analyse_limit else None
-    with tempfile.TemporaryFile() as sealed_file:
-        sealed_file.write(encryptor.start())
-        for piece in _chunks(source):
-            size += len(piece)
-            if size > limit:
-                raise EvidenceTooLarge(f"The file is larger than {limit:,} bytes.")
-            sha256.update(piece)
-            md5.update(piece)
-            if len(head) < _SNIFF_BYTES:
-                head += piece[: _SNIFF_BYTES - len(head)]
-            if kept is not None:
-                if size <= analyse_limit:
-                    kept.write(piece)
-                else:
-                    kept = None
-            sealed_file.write(encryptor.update(piece))
-        sealed_file.write(encryptor.finish())
-        sealed_file.seek(0)
-        name = evidence_storage().save(new_name(folder), File(sealed_file))
-    return Sealed(
-        storage_name=name,
-        wrapped_key=wrapped,
-        key_id=key_id,
-        size=size,
-        sha256=sha256.hexdigest(),
-        md5=md5.hexdigest(),
-        head=head,
-        analysable=kept.getvalue() if kept is not None else None,
+    sealer = Sealer(
+        limit=settings.BAKKME_EVIDENCE_MAX_BYTES,
+        analyse_limit=settings.BAKKME_EVIDENCE_ANALYSE_MAX_BYTES if keep_for_analysis else 0,
     )
+    for piece in _chunks(source):
+        sealer.write(piece)
+    return store(sealer.finish(), folder)
+
+
+class SealedUpload(UploadedFile):
+    """An uploaded file that was sealed as it arrived: what the request's FILES hold when the
+    evidence upload handler ran. Its `file` is ciphertext; `size` the plaintext's size."""
+
+    def __init__(self, sealed: Sealed, name: str, content_type: str | None):
+        super().__init__(sealed.file, name, content_type, sealed.size)
+        self.sealed = sealed
 
 
 def detect_type(head: bytes, kind: str) -> str:
@@ -124,7 +175,7 @@ def collect(
     A corrupt, truncated or bomb image is preserved all the same (it is evidence) and flagged.
     If the database write fails the stored ciphertext is removed again: nothing half-stored.
     """
-    sealed = seal(source)
+    sealed = store(source.sealed) if isinstance(source, SealedUpload) else seal(source)
     try:
         media_type = detect_type(sealed.head, kind)
         analysis = analyse_image(sealed.analysable, media_type, sealed.size)

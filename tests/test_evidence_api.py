@@ -4,7 +4,7 @@ Test files are generated patterns (tests/evidence_files.py) and placeholder byte
 import hashlib
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from evidence import vault, viewing
@@ -118,7 +118,7 @@ def test_over_the_limit_the_answer_is_413_and_nothing_is_kept(api, report, setti
     assert at_limit.status_code == 201
 
 
-def test_the_json_body_limit_does_not_apply_and_files_go_to_disk(
+def test_the_json_body_limit_does_not_apply_and_uploads_are_sealed_as_they_arrive(
     api, report, settings, monkeypatch
 ):
     settings.BAKKME_API_MAX_BODY_BYTES = 100
@@ -135,7 +135,9 @@ def test_the_json_body_limit_does_not_apply_and_files_go_to_disk(
     response = api.post(media_url(report.pk), {"file": upload("p.png", data)})
     assert response.status_code == 201
     (source,) = sources
-    assert isinstance(source, TemporaryUploadedFile)  # even a small file is never in memory
+    # Encrypted as it arrived: what the request held was ciphertext, never the plaintext.
+    assert isinstance(source, vault.SealedUpload)
+    assert source.sealed.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_a_report_of_another_integration_is_404(report, api):
