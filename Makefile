@@ -52,6 +52,7 @@ format: install
 bench: install
 	$(PY) bench/run.py
 	$(PY) bench/sla_sweep.py
+	$(PY) bench/evidence.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

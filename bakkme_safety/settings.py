@@ -321,6 +321,11 @@ BAKKME_IMAGE_MAX_PIXELS = 50_000_000
 BAKKME_PREVIEW_MAX_SIDE = 480
 BAKKME_PREVIEW_BLUR_RADIUS = 12
 BAKKME_PREVIEW_GREYSCALE = True
+# The strongest blur a reviewer may choose for their own previews (0 = sharp).
+BAKKME_PREVIEW_MAX_BLUR_RADIUS = 50
+# Uploads (admin form, platform API): room for the multipart envelope and the form's other
+# fields; a declared length beyond BAKKME_EVIDENCE_MAX_BYTES plus this is refused unread.
+BAKKME_EVIDENCE_UPLOAD_ENVELOPE_BYTES = 64 * 1024
 # Retention: days after collection per kind, unless held; items of a case closed with no
 # violation go this many days after it was decided.
 BAKKME_EVIDENCE_RETENTION_DAYS = {
@@ -335,3 +340,14 @@ BAKKME_NCMEC_HOLD_DAYS = 365
 # Evidence packages: the download link expires after this many hours.
 BAKKME_PACKAGE_LINK_HOURS = 24
 BAKKME_EVIDENCE_ORGANIZATION = os.environ.get("BAKKME_EVIDENCE_ORGANIZATION", "BakkMe Safety")
+# Building a package may take longer than Q_CLUSTER's timeout: its task has this one (seconds).
+# A delivery again meanwhile (Q_CLUSTER retry) finds the package building and does nothing.
+BAKKME_PACKAGE_BUILD_TIMEOUT = 3600
+# Where a package's plaintext bag is written while it is built (and a zip checked by
+# verify_package): a private folder removed afterwards. Needs room for twice the largest case.
+# Empty: the system's temporary folder.
+BAKKME_PACKAGE_TEMP_DIR = os.environ.get("BAKKME_PACKAGE_TEMP_DIR") or None
+# The package page reloads itself this often (seconds) while the package is being built.
+BAKKME_PACKAGE_REFRESH_SECONDS = 5
+# bagit logs every file it moves and hashes at INFO: evidence file names stay out of the logs.
+LOGGING.setdefault("loggers", {})["bagit"] = {"level": "WARNING"}

@@ -1,1 +1,204 @@
-"""Admin for evidence packages (request, progress, download)."""
+"""Admin for evidence packages: the list, requesting one, its progress and the download.
+
+Thin: requests go through evidence.packages.request_package, downloads through
+packages.open_download (which checks who may, the expiry and the stored zip's SHA-256, and
+records the custody events). Nothing is edited or deleted here.
+"""
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from cases.models import Case
+
+from . import access, packages
+from .models import EvidencePackage
+
+
+class RequestPackageForm(forms.Form):
+    case = forms.IntegerField(min_value=1, label="Case number")
+    purpose = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What the package is for (a law-enforcement request and its reference...).",
+    )
+    recipient = forms.CharField(max_length=200, help_text="Who receives it.")
+    item_ids = forms.CharField(
+        required=False,
+        label="Evidence items",
+        help_text="Evidence item numbers, separated by commas. Empty: all of the case's evidence.",
+    )
+
+    def clean_item_ids(self) -> list[int]:
+        text = self.cleaned_data.get("item_ids", "")
+        try:
+            return sorted({int(part) for part in text.replace(" ", "").split(",") if part})
+        except ValueError as exc:
+            raise ValidationError("Give item numbers separated by commas.") from exc
+
+
+@admin.register(EvidencePackage)
+class EvidencePackageAdmin(admin.ModelAdmin):
+    list_display = (
+        "package_number",
+        "case",
+        "recipient",
+        "short_purpose",
+        "status",
+        "progress_percent",
+        "requested_by",
+        "requested_at",
+        "expires_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("case", "requested_by")
+    ordering = ("-requested_at",)
+    fields = readonly_fields = (
+        "case",
+        "contents",
+        "purpose",
+        "recipient",
+        "requested_by",
+        "requested_at",
+        "status",
+        "progress",
+        "progress_note",
+        "error",
+        "size",
+        "sha256",
+        "built_at",
+        "expires_at",
+    )
+    change_form_template = "admin/evidence/package/change_form.html"
+
+    @admin.display(description="package", ordering="pk")
+    def package_number(self, package):
+        return f"#{package.pk}"
+
+    @admin.display(description="purpose")
+    def short_purpose(self, package):
+        return package.purpose if len(package.purpose) <= 60 else package.purpose[:59] + "…"
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_percent(self, package):
+        return f"{package.progress}%"
+
+    @admin.display(description="contents")
+    def contents(self, package):
+        ids = list(package.items.order_by("pk").values_list("pk", flat=True))
+        if not ids:
+            return "all of the case's evidence"
+        return f"{len(ids)} item{'s' if len(ids) != 1 else ''}: " + ", ".join(
+            f"#{pk}" for pk in ids
+        )
+
+    def get_queryset(self, request):
+        """The packages the person requested; the CSO (every case's evidence) sees those of
+        every case they can see."""
+        packages_ = super().get_queryset(request)
+        user = request.user
+        if user.has_perm(access.CASE_EVIDENCE_PERMISSION):
+            return packages_.filter(case__in=Case.objects.visible_to(user).values("pk"))
+        return packages_.filter(requested_by=user)
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(packages.EXPORT_PERMISSION)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:package_id>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name="evidence_evidencepackage_download",
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Requesting a package replaces the add form."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = RequestPackageForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            case = Case.objects.filter(pk=data["case"]).first()
+            try:
+                if case is None:
+                    raise PermissionDenied
+                package = packages.request_package(
+                    case,
+                    request.user,
+                    data["purpose"],
+                    data["recipient"],
+                    items=data["item_ids"] or None,
+                )
+            except PermissionDenied:
+                form.add_error("case", "No such case, or not one whose evidence you may export.")
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error("item_ids" if field == "items" else field, errors)
+            else:
+                messages.success(
+                    request,
+                    f"Package #{package.pk} requested: it is being built in the background.",
+                )
+                return redirect("admin:evidence_evidencepackage_change", package.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Request an evidence package",
+            "form": form,
+            "link_hours": settings.BAKKME_PACKAGE_LINK_HOURS,
+        }
+        return TemplateResponse(request, "admin/evidence/package/request.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        package = self.get_object(request, object_id)
+        extra = {}
+        if package is not None:
+            Status = EvidencePackage.Status
+            building = package.status in (Status.QUEUED, Status.BUILDING)
+            extra = {
+                "refresh_seconds": settings.BAKKME_PACKAGE_REFRESH_SECONDS if building else None,
+                "link_expired": package.link_expired(),
+                "can_download": package.status == Status.READY
+                and package.requested_by_id == request.user.pk
+                and not package.link_expired(),
+            }
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def download_view(self, request, package_id):
+        package = EvidencePackage.objects.select_related("case").filter(pk=package_id).first()
+        if package is None:
+            raise Http404("No such evidence package.")
+        try:
+            stream = packages.open_download(package, request.user)
+        except packages.PackageUnavailable as exc:
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Evidence package not available",
+                "package": package,
+                "message": str(exc),
+            }
+            return TemplateResponse(
+                request, "admin/evidence/package/unavailable.html", context, status=exc.status
+            )
+        response = StreamingHttpResponse(stream, content_type="application/zip")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{packages.download_name(package)}.zip"'
+        )
+        response["Content-Length"] = str(package.size)
+        response["Cache-Control"] = "no-store"
+        return response
