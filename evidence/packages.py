@@ -22,14 +22,12 @@ import tempfile
 import unicodedata
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import bagit
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files import File
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.http import Http404
@@ -40,7 +38,7 @@ from cases.services import timeline
 
 from . import access, crypto, custody, vault
 from .models import CustodyEvent, EvidenceItem, EvidenceKind, EvidencePackage
-from .storage import evidence_storage, new_name
+from .storage import evidence_storage
 
 logger = logging.getLogger(__name__)
 
@@ -470,58 +468,21 @@ def _bag_info(package: EvidencePackage) -> dict:
     }
 
 
-@dataclass
-class StoredBlob:
-    storage_name: str
-    wrapped_key: bytes
-    key_id: str
-    size: int
-    sha256: str
-
-
-class _SealingWriter:
-    """A write-only file for zipfile: hashes the plaintext zip and writes it encrypted (the
-    vault's format, crypto.Encryptor) to `out`. zipfile sees no tell() and writes a streamed
-    zip (sizes in data descriptors)."""
-
-    def __init__(self, out, data_key: bytes):
-        self._out = out
-        self._encryptor = crypto.Encryptor(data_key)
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        out.write(self._encryptor.start())
-
-    def write(self, data) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        self._out.write(self._encryptor.update(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def finish(self) -> None:
-        self._out.write(self._encryptor.finish())
-
-
 def download_name(package: EvidencePackage) -> str:
     return f"bakkme-evidence-package-{package.pk}"
 
 
-def _zip_and_seal(package, bag_dir: Path, workdir: Path, progress: _Progress) -> StoredBlob:
-    """Zip the bag file by file, straight into the encryptor; store the ciphertext.
-
-    Not vault.seal: that reads a finished file (here a plaintext zip on disk) and refuses
-    anything over BAKKME_EVIDENCE_MAX_BYTES, which a package of a large case exceeds.
-    """
-    data_key, wrapped, key_id = crypto.new_data_key()
+def _zip_and_seal(package, bag_dir: Path, workdir: Path, progress: _Progress) -> vault.Sealed:
+    """Zip the bag file by file, straight into a vault.Sealer (no plaintext zip anywhere),
+    then store the ciphertext. No size limit: a package of a large case is larger than any
+    one item may be."""
     root = download_name(package)
     files = sorted(path for path in bag_dir.rglob("*") if path.is_file())
     total = sum(path.stat().st_size for path in files)
     done = 0
-    with tempfile.TemporaryFile(dir=workdir) as sealed_file:
-        writer = _SealingWriter(sealed_file, data_key)
-        with zipfile.ZipFile(writer, "w", compression=ZIP_COMPRESSION) as archive:
+    sealer = vault.Sealer(limit=None, dir=str(workdir))
+    try:
+        with zipfile.ZipFile(sealer, "w", compression=ZIP_COMPRESSION) as archive:
             for path in files:
                 name = f"{root}/{path.relative_to(bag_dir).as_posix()}"
                 info = zipfile.ZipInfo.from_file(path, name)
@@ -532,36 +493,20 @@ def _zip_and_seal(package, bag_dir: Path, workdir: Path, progress: _Progress) ->
                         done += len(piece)
                         note = f"Zipping and encrypting: {done // MIB:,} of {total // MIB:,} MB"
                         progress.between(_ZIP_START, _ZIP_END, done, total, note)
-        writer.finish()
-        progress.set(_ZIP_END, "Storing the encrypted package")
-        sealed_file.seek(0)
-        name = evidence_storage().save(new_name("packages"), File(sealed_file))
-    return StoredBlob(name, wrapped, key_id, writer.size, writer.sha256.hexdigest())
+    except BaseException:
+        sealer.discard()
+        raise
+    progress.set(_ZIP_END, "Storing the encrypted package")
+    return vault.store(sealer.finish(), "packages")
 
 
 # --- Downloading ---------------------------------------------------------------------------------
 
 
-def _decrypted(package: EvidencePackage) -> Iterator[bytes]:
-    data_key = crypto.unwrap(package.wrapped_key, package.key_id)
-    with evidence_storage().open(package.storage_name, "rb") as stored:
-        yield from crypto.decrypt_stream(stored.read, data_key)
-
-
 def check_package(package: EvidencePackage) -> str | None:
     """None when the stored zip decrypts to the SHA-256 recorded at the build; else what is
     wrong."""
-    digest = hashlib.sha256()
-    try:
-        for piece in _decrypted(package):
-            digest.update(piece)
-    except crypto.TamperedError as exc:
-        return str(exc)
-    except FileNotFoundError:
-        return "the stored package is missing"
-    if digest.hexdigest() != package.sha256:
-        return f"SHA-256 {digest.hexdigest()} differs from the built {package.sha256}"
-    return None
+    return vault.check_sealed(package, "package")
 
 
 def open_download(package: EvidencePackage, user, *, via: str = "admin") -> Iterator[bytes]:
@@ -594,7 +539,7 @@ def open_download(package: EvidencePackage, user, *, via: str = "admin") -> Iter
         purpose=package.purpose,
         detail={"package": package.pk, "via": via},
     )
-    return _decrypted(package)
+    return vault.decrypted(package)
 
 
 def _refuse_tampered(package: EvidencePackage, problem: str) -> None:

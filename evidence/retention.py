@@ -6,6 +6,7 @@ A purge is a custody event carrying the item's hash. The row stays (the ledger r
 its bytes are deleted from storage and its data key wiped, so no copy of the bytes that may
 survive elsewhere (a backup) can be decrypted.
 
+The stored zips of evidence packages whose download link expired are deleted by the same run.
 Run daily by the django-q2 schedule "evidence-retention"; safe to run twice or at once.
 """
 
@@ -20,7 +21,7 @@ from django.utils import timezone
 from cases.models import CaseState, Decision
 
 from . import custody, holds
-from .models import CustodyEvent, EvidenceItem
+from .models import CustodyEvent, EvidenceItem, EvidencePackage
 from .storage import evidence_storage
 
 
@@ -28,6 +29,7 @@ from .storage import evidence_storage
 class PurgeResult:
     purged: int = 0
     held: int = 0
+    packages_deleted: int = 0
     storage_failures: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -81,6 +83,7 @@ def purge(now: datetime | None = None, batch: int = 200) -> PurgeResult:
             EvidenceItem.objects.bulk_update(doomed, ["purged_at", "wrapped_key"])
             result.purged += len(doomed)
     delete_purged_bytes(result)
+    delete_expired_packages(now, result)
     return result
 
 
@@ -97,3 +100,18 @@ def delete_purged_bytes(result: PurgeResult | None = None) -> PurgeResult:
             continue
         EvidenceItem.objects.filter(pk=item.pk).update(storage_name="")
     return result
+
+
+def delete_expired_packages(now: datetime, result: PurgeResult) -> None:
+    """A package whose download link expired is of no more use: its stored zip goes (the
+    package row, and the custody events of its export, stay)."""
+    storage = evidence_storage()
+    expired = EvidencePackage.objects.filter(expires_at__lte=now).exclude(storage_name="")
+    for package in expired.only("pk", "storage_name").iterator():
+        try:
+            storage.delete(package.storage_name)
+        except OSError as exc:
+            result.storage_failures.append(f"evidence package {package.pk}: {exc}")
+            continue
+        EvidencePackage.objects.filter(pk=package.pk).update(storage_name="", wrapped_key=None)
+        result.packages_deleted += 1

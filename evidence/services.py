@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from . import crypto, custody, vault
-from .models import CustodyEvent, EvidenceItem
+from .models import CustodyEvent, EvidenceItem, EvidencePackage
 
 
 @dataclass
@@ -38,8 +38,19 @@ def verify_custody() -> VaultReport:
 
 def rotate_master_key(batch: int = 500) -> int:
     """Re-wrap every data key with the current master key (old keys in
-    BAKKME_EVIDENCE_OLD_KEYS); the items' bytes are not touched. Returns how many."""
+    BAKKME_EVIDENCE_OLD_KEYS): the items' and the stored packages'. Their bytes are not
+    touched. Returns how many items."""
     current = crypto.current_key()
+    with transaction.atomic():
+        packages = list(
+            EvidencePackage.objects.select_for_update()
+            .exclude(key_id=current.key_id)
+            .exclude(storage_name="")
+        )
+        for package in packages:
+            data_key = crypto.unwrap(package.wrapped_key, package.key_id)
+            package.wrapped_key, package.key_id = current.wrap(data_key), current.key_id
+        EvidencePackage.objects.bulk_update(packages, ["wrapped_key", "key_id"])
     done = 0
     while True:
         with transaction.atomic():

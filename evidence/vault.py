@@ -62,7 +62,7 @@ class Sealer:
     up to `analyse_limit` bytes is also kept in memory for its PDQ hash, EXIF and preview.
     """
 
-    def __init__(self, *, limit: int | None, analyse_limit: int = 0):
+    def __init__(self, *, limit: int | None, analyse_limit: int = 0, dir: str | None = None):
         self.limit = limit
         self.analyse_limit = analyse_limit
         data_key, self.wrapped_key, self.key_id = crypto.new_data_key()
@@ -71,7 +71,7 @@ class Sealer:
         self.size = 0
         self._head = b""
         self._kept: io.BytesIO | None = io.BytesIO() if analyse_limit else None
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115  closed by store() or discard()
+        self._file = tempfile.TemporaryFile(dir=dir)  # noqa: SIM115  closed by store()/discard()
         self._file.write(self._encryptor.start())
 
     def write(self, piece: bytes) -> int:
@@ -216,27 +216,35 @@ def collect(
 # --- Reading -------------------------------------------------------------------------------------
 
 
-def _decrypted(item: EvidenceItem) -> Iterator[bytes]:
-    data_key = crypto.unwrap(item.wrapped_key, item.key_id)
-    with evidence_storage().open(item.storage_name, "rb") as stored:
+def decrypted(sealed) -> Iterator[bytes]:
+    """The plaintext of anything sealed in evidence storage (an item, a package): an object
+    with storage_name, wrapped_key and key_id. TamperedError on any change to the bytes."""
+    data_key = crypto.unwrap(sealed.wrapped_key, sealed.key_id)
+    with evidence_storage().open(sealed.storage_name, "rb") as stored:
         yield from crypto.decrypt_stream(stored.read, data_key)
+
+
+def check_sealed(sealed, what: str = "item") -> str | None:
+    """None when the stored bytes decrypt to the recorded SHA-256 (`sealed.sha256`); else what
+    is wrong."""
+    digest = hashlib.sha256()
+    try:
+        for piece in decrypted(sealed):
+            digest.update(piece)
+    except crypto.TamperedError as exc:
+        return str(exc)
+    except FileNotFoundError:
+        return f"the stored {what} is missing"
+    if digest.hexdigest() != sealed.sha256:
+        return f"SHA-256 {digest.hexdigest()} differs from the recorded {sealed.sha256}"
+    return None
 
 
 def check(item: EvidenceItem) -> str | None:
     """None when the stored bytes decrypt to the collected SHA-256; else what is wrong."""
     if item.purged:
         return "the item was destroyed by retention"
-    digest = hashlib.sha256()
-    try:
-        for piece in _decrypted(item):
-            digest.update(piece)
-    except crypto.TamperedError as exc:
-        return str(exc)
-    except FileNotFoundError:
-        return "the stored item is missing"
-    if digest.hexdigest() != item.sha256:
-        return f"SHA-256 {digest.hexdigest()} differs from the collected {item.sha256}"
-    return None
+    return check_sealed(item)
 
 
 def refuse_tampered(item: EvidenceItem, problem: str, *, actor=None, purpose: str = "") -> None:
@@ -273,7 +281,7 @@ def read_verified(item: EvidenceItem, *, actor=None, purpose: str = "") -> Itera
     problem = check(item)
     if problem:
         refuse_tampered(item, problem, actor=actor, purpose=purpose)
-    return _decrypted(item)
+    return decrypted(item)
 
 
 def read_bytes(item: EvidenceItem, *, actor=None, purpose: str = "") -> bytes:

@@ -453,3 +453,28 @@ def test_the_list_shows_ones_own_packages_and_the_cso_all(
         client.post(reverse("admin:evidence_evidencepackage_delete", args=[built.pk])).status_code
         == 403
     )
+
+
+def test_the_retention_run_deletes_the_zips_of_expired_packages(built, evidence_root):
+    from evidence import retention
+
+    before = len([p for p in evidence_root.rglob("*") if p.is_file()])
+    assert retention.purge(built.expires_at - timedelta(minutes=1)).packages_deleted == 0
+    result = retention.purge(built.expires_at)
+    assert result.packages_deleted == 1
+    built.refresh_from_db()
+    assert built.storage_name == "" and built.wrapped_key is None
+    assert len([p for p in evidence_root.rglob("*") if p.is_file()]) == before - 1
+
+
+def test_rotating_the_master_key_keeps_ready_packages_readable(settings, built):
+    from evidence import crypto
+    from evidence.services import rotate_master_key
+
+    old = settings.BAKKME_EVIDENCE_KEY
+    settings.BAKKME_EVIDENCE_KEY = crypto.new_key_text()
+    settings.BAKKME_EVIDENCE_OLD_KEYS = [old]
+    rotate_master_key()
+    settings.BAKKME_EVIDENCE_OLD_KEYS = []
+    built.refresh_from_db()
+    assert packages.check_package(built) is None
