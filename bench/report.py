@@ -1,5 +1,7 @@
 """bench/run.py's figures as a printed summary and as bench/RESULTS.md."""
 
+from pathlib import Path
+
 NOTES_MARKER = "<!-- notes: bench/run.py rewrites everything above this line and keeps the rest -->"
 
 QUEUE_MAX_QUERIES = 15
@@ -339,3 +341,17 @@ def markdown(results: dict, previous: str = "") -> str:
             out += [f"### {label}", "", "```", plan, "```", ""]
     notes = previous.split(NOTES_MARKER, 1)[1] if NOTES_MARKER in previous else "\n"
     return "\n".join(out) + "\n" + NOTES_MARKER + notes
+
+
+def replace_section(start: str, end: str, section: str) -> Path:
+    """Put `section` (which begins with `start` and ends with `end`) into bench/RESULTS.md in
+    place of the one there, or at the end; the rest of the file is kept."""
+    path = Path(__file__).resolve().parent / "RESULTS.md"
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+    return path

@@ -238,14 +238,9 @@ def write_results(args, *, machine, code, command, sweep_ms, update_ms, queries,
             SECTION_END,
         ]
     )
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text() if path.exists() else ""
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        text = before + section + rest.split(SECTION_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    from bench.report import replace_section
+
+    path = replace_section(SECTION_START, SECTION_END, section)
     print(f"figures written to {path}")
 
 

@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from bakkme_safety.admin import ReadOnlyAdminMixin
 from bakkme_safety.paginators import EstimatedCountPaginator
 from bakkme_safety.policy import ActionType
 
@@ -100,7 +101,7 @@ SLA_COLOURS = {"green": "#1b7f3b", "amber": "#b26a00", "red": "#c62828", "breach
 
 
 @admin.register(Case)
-class CaseAdmin(SimpleHistoryAdmin):
+class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = (
         "case_number",
         "priority_badge",
@@ -143,15 +144,6 @@ class CaseAdmin(SimpleHistoryAdmin):
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False  # cases come from reports
-
-    def has_change_permission(self, request, obj=None):
-        return False  # changes go through the workspace's forms and the services
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -392,7 +384,7 @@ def _account_summary(reports) -> dict:
 
 
 @admin.register(EnforcementAction)
-class EnforcementActionAdmin(admin.ModelAdmin):
+class EnforcementActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "case", "type", "status", "account_platform_id", "created_at")
     list_filter = ("status", "type")
     list_select_related = ("case",)
@@ -400,12 +392,3 @@ class EnforcementActionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(case__in=Case.objects.visible_to(request.user))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,3 +1,5 @@
+from bakkme_safety.admin import ReadOnlyAdminMixin
+
 from . import hold_admin, package_admin  # noqa: F401  (their admin classes register themselves)
 
 # --- Evidence items and the custody ledger -------------------------------------------------------
@@ -18,19 +20,10 @@ from .models import CustodyEvent, EvidenceItem
 from .queries import accessible_items, visible_custody
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+class _ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(EvidenceItem)

@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
+from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.models import Case
 
 from . import holds
@@ -67,7 +68,7 @@ class ReleaseHoldForm(forms.Form):
 
 
 @admin.register(LegalHold)
-class LegalHoldAdmin(SimpleHistoryAdmin):
+class LegalHoldAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = (
         "hold_number",
         "subject",
@@ -108,12 +109,6 @@ class LegalHoldAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request):
         return request.user.has_perm(holds.MANAGE_PERMISSION)
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         return [

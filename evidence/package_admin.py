@@ -14,6 +14,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.models import Case
 
 from . import access, packages
@@ -43,7 +44,7 @@ class RequestPackageForm(forms.Form):
 
 
 @admin.register(EvidencePackage)
-class EvidencePackageAdmin(admin.ModelAdmin):
+class EvidencePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "package_number",
         "case",
@@ -108,12 +109,6 @@ class EvidencePackageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return request.user.has_perm(packages.EXPORT_PERMISSION)
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         return [

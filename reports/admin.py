@@ -1,12 +1,14 @@
 from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
+from bakkme_safety.admin import ReadOnlyAdminMixin
+
 from .models import Integration, Report
 from .services import create_integration
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "case",
@@ -30,15 +32,6 @@ class ReportAdmin(admin.ModelAdmin):
         if request.user.has_perm("reports.view_reporter_contact"):
             return ("payload_sha256",)
         return ("payload_sha256", "reporter_contact")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Integration)
