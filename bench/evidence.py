@@ -167,21 +167,16 @@ def main() -> int:
     if args.child_export:
         return child_export(args.child_export, args.user, args.out)
 
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("This benchmark needs PostgreSQL: set DATABASE_URL=postgres://...", file=sys.stderr)
-        return 2
     missing = [tool for tool in ("sha256sum", "zip") if shutil.which(tool) is None]
     if missing:
         print(f"Missing the comparison tools: {', '.join(missing)}.", file=sys.stderr)
         return 2
-    from bench.run import code_state, command_line, machine, with_database
+    from bench.run import code_state, machine, side_database
 
-    command = command_line(sys.argv[1:]).replace("bench/run.py", "bench/evidence.py")
-    name = urlsplit(url).path.lstrip("/")
-    if not name.endswith("_evidence"):
-        url = with_database(url, f"{name}_evidence")
-    os.environ["DATABASE_URL"] = url
+    found = side_database("evidence", "bench/evidence.py")
+    if found is None:
+        return 2
+    command, url = found
     recreate_database(url)
     work = Path(tempfile.mkdtemp(prefix="bakkme-bench-evidence-", dir=args.tmp))
     os.environ["BAKKME_EVIDENCE_ROOT"] = str(work / "vault")

@@ -88,6 +88,22 @@ def ensure_database(url: str) -> bool:
         return True
 
 
+def side_database(suffix: str, script: str) -> tuple[str, str] | None:
+    """For a benchmark that works in a database of its own beside DATABASE_URL's (named
+    <name>_<suffix>): (the command line to quote, that database's URL), and DATABASE_URL set
+    to it; None (after saying why) without PostgreSQL."""
+    url = os.environ.get("DATABASE_URL", "")
+    if urlsplit(url).scheme not in POSTGRES_SCHEMES:
+        print("This benchmark needs PostgreSQL: set DATABASE_URL=postgres://...", file=sys.stderr)
+        return None
+    command = command_line(sys.argv[1:]).replace("bench/run.py", script)
+    name = urlsplit(url).path.lstrip("/")
+    if not name.endswith(f"_{suffix}"):
+        url = with_database(url, f"{name}_{suffix}")
+    os.environ["DATABASE_URL"] = url
+    return command, url
+
+
 def machine() -> dict:
     import platform
 

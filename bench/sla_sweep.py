@@ -19,7 +19,6 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,18 +33,6 @@ BARE_UPDATE = f"""
     UPDATE cases_case SET breached_at = due_at
     WHERE state IN {OPEN} AND first_action_at IS NULL AND breached_at IS NULL AND due_at <= %s
 """
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-    from django.db.backends.postgresql.psycopg_any import sql
-
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def fill(cursor, open_cases: int, due: int, now: datetime) -> None:
@@ -125,17 +112,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        print("This benchmark needs PostgreSQL: set DATABASE_URL=postgres://...", file=sys.stderr)
-        return 2
-    from bench.run import code_state, command_line, machine, with_database
+    from bench.run import code_state, ensure_database, machine, side_database
 
-    command = command_line(sys.argv[1:]).replace("bench/run.py", "bench/sla_sweep.py")
-    name = urlsplit(url).path.lstrip("/")
-    if not name.endswith("_sla"):
-        url = with_database(url, f"{name}_sla")
-    os.environ["DATABASE_URL"] = url
+    found = side_database("sla", "bench/sla_sweep.py")
+    if found is None:
+        return 2
+    command, url = found
     ensure_database(url)
 
     import django
