@@ -17,6 +17,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from bakkme_safety.admin import ReadOnlyAdminMixin
 from bakkme_safety.paginators import EstimatedCountPaginator
 from bakkme_safety.policy import ActionType
+from staff import exposure
 
 from . import services
 from .forms import DecisionForm, EscalationForm, NoteForm, ReopenForm
@@ -211,6 +212,9 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         except PermissionDenied as exc:
             messages.error(request, str(exc))
             return redirect("admin:cases_case_changelist")
+        notice = exposure.break_notice(request.user)
+        if notice:
+            messages.warning(request, notice)
         if case is None:
             messages.info(request, "The queue is empty: no case is waiting for you.")
             return redirect("admin:cases_case_changelist")
@@ -218,6 +222,12 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             request, f"Case #{case.pk} is yours until {case.claim_expires_at:%H:%M} UTC."
         )
         return self._to_case(case)
+
+    def changelist_view(self, request, extra_context=None):
+        notice = ""
+        if request.user.has_perm("cases.claim_case"):
+            notice = exposure.break_notice(request.user)
+        return super().changelist_view(request, {**(extra_context or {}), "break_notice": notice})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if not str(object_id).isdigit():

@@ -21,6 +21,11 @@ Now, at the moment the page is asked for:
 - Unassigned P0/P1: open P0 and P1 cases with no assignee.
 - Reviewers on shift: active staff whose profile is on shift; load = the open cases assigned to
   them.
+- Child-safety exposure, per person on shift: the time since the start of their shift with
+  child-safety cases open (staff.exposure: their claims, and BAKKME_EXPOSURE_PREVIEW_MINUTES per
+  stretch of evidence previews), overlapping time counted once; limit reached at
+  BAKKME_EXPOSURE_LIMIT_MINUTES. A wellbeing figure: whether someone left CSAE duties is never
+  shown.
 
 Over the period (`from` and `to` dates, both included; default the last 30 days to today):
 - SLA compliance per priority and per day: the cases whose deadline (due_at) falls in the period
@@ -75,6 +80,8 @@ from django.utils import timezone
 from bakkme_safety.policy import ActionType, Category, Priority, Source, Violation
 from bakkme_safety.roles import Role
 from reports.models import Report
+from staff import exposure
+from staff.models import ExposureInterval, StaffProfile
 
 from .models import (
     OPEN_STATES,
@@ -126,6 +133,14 @@ def definitions() -> list[tuple[str, str]]:
         ),
         ("Unassigned", "Open cases with no assignee."),
         ("Load", "Open cases assigned to a member of staff who is on shift."),
+        (
+            "Child-safety exposure",
+            "Time with child-safety cases open since the start of the person's shift: their "
+            "claims, and evidence previews (each stretch of viewing counts "
+            f"{settings.BAKKME_EXPOSURE_PREVIEW_MINUTES} minutes), overlaps counted once. At "
+            f"{format_duration(exposure.limit())} next case gives them no more child-safety "
+            "cases. A wellbeing figure, not a performance one.",
+        ),
         (
             "Period",
             "From and to are dates (UTC), both included; by default the last "
@@ -452,6 +467,33 @@ def on_shift_load(scope: Scope) -> list[dict]:
         row["roles"] = ", ".join(roles[row["pk"]])
         row["on_shift_since"] = row.pop("staff_profile__on_shift_since")
     return rows
+
+
+def exposure_on_shift(scope: Scope, now: datetime) -> list[dict]:
+    """Child-safety exposure this shift of each person on shift, highest first.
+
+    Two queries: the people on shift, and their exposure intervals since the earliest shift
+    start (of the cases the viewer may see); the union of each one's intervals is added up in
+    Python (staff.exposure).
+    """
+    people = list(
+        StaffProfile.objects.filter(on_shift=True, user__is_active=True, user__is_staff=True)
+        .order_by("user__username")
+        .values("user_id", "user__username", "on_shift_since")
+    )
+    starts = {p["user_id"]: exposure.shift_start(p["on_shift_since"], now) for p in people}
+    spent = exposure.exposure_since(starts, now, scope.of(ExposureInterval.objects.all()))
+    rows = [
+        {
+            "pk": p["user_id"],
+            "username": p["user__username"],
+            "on_shift_since": p["on_shift_since"],
+            "exposure": spent[p["user_id"]],
+            "at_limit": "yes" if spent[p["user_id"]] >= exposure.limit() else "no",
+        }
+        for p in people
+    ]
+    return sorted(rows, key=lambda r: -r["exposure"])
 
 
 # --- The figures: over the period ---------------------------------------------------------------
@@ -859,6 +901,23 @@ def _on_shift_tables(ctx: Context) -> list[Table]:
     ]
 
 
+def _exposure_tables(ctx: Context) -> list[Table]:
+    return [
+        Table(
+            "exposure",
+            "Child-safety exposure this shift",
+            [
+                Column("username", "Username"),
+                Column("on_shift_since", "On shift since", "datetime"),
+                Column("exposure", "Exposure", "duration"),
+                Column("at_limit", "Limit reached"),
+            ],
+            exposure_on_shift(ctx.scope, ctx.now),
+            note=f"Limit: {format_duration(exposure.limit())} a shift.",
+        )
+    ]
+
+
 def _priority_series(days: list[date], values: Callable[[date, int], object]) -> list[dict]:
     return [
         {
@@ -1105,7 +1164,10 @@ class Section:
 
 def _sections() -> list[Section]:
     return [
-        Section("Now", [_now_tables, _oldest_tables, _unassigned_tables, _on_shift_tables]),
+        Section(
+            "Now",
+            [_now_tables, _oldest_tables, _unassigned_tables, _on_shift_tables, _exposure_tables],
+        ),
         Section(
             "Over the period",
             [
@@ -1127,6 +1189,7 @@ TABLE_BUILDERS: dict[str, Callable[[Context], list[Table]]] = {
     "oldest_open": _oldest_tables,
     "unassigned_p0_p1": _unassigned_tables,
     "on_shift": _on_shift_tables,
+    "exposure": _exposure_tables,
     "compliance": _compliance_tables,
     "compliance_by_day": _compliance_tables,
     "time_to_first_action": _time_to_first_action_tables,

@@ -37,15 +37,20 @@ class CaseQuerySet(models.QuerySet):
         """The one rule for which cases a member of staff may see.
 
         Child-safety cases need `cases.view_child_safety_case` (Child Safety Standards: CSAE
-        queue access). The whole queue needs `cases.view_case`; without it, a person sees only
-        the cases granted to them or their group (django-guardian object permissions).
+        queue access) and a person who qualifies for child-safety work now
+        (staff.compliance.may_handle_child_safety: current CSAE training, enhanced background
+        check, not left CSAE duties). The whole queue needs `cases.view_case`; without it, a
+        person sees only the cases granted to them or their group (django-guardian object
+        permissions).
         """
+        from staff.compliance import may_handle_child_safety
+
         if not (user.is_authenticated and user.is_active and user.is_staff):
             return self.none()
         if user.is_superuser:
             return self
         qs = self
-        if not user.has_perm("cases.view_child_safety_case"):
+        if not (user.has_perm("cases.view_child_safety_case") and may_handle_child_safety(user)):
             qs = qs.filter(is_child_safety=False)
         if user.has_perm("cases.view_case"):
             return qs

@@ -20,6 +20,7 @@ from bakkme_safety import policy
 from bakkme_safety.bulk import update_rows
 from bakkme_safety.history import copy_to_history
 from bakkme_safety.roles import ESCALATION_ROLES, Role
+from staff import exposure
 
 from . import sla_engine
 from .models import (
@@ -241,7 +242,10 @@ def user_escalation_roles(user) -> list[str]:
 
 
 def claimable_cases(user, now: datetime):
-    """Cases this user could take now: unclaimed or with an expired claim, at their level."""
+    """Cases this user could take now: unclaimed or with an expired claim, at their level.
+
+    At the exposure limit of a shift (staff.exposure), no child-safety cases.
+    """
     level = Q(escalated_to="") | Q(escalated_to__in=user_escalation_roles(user))
     free = (
         Q(state=S.NEW)
@@ -250,7 +254,10 @@ def claimable_cases(user, now: datetime):
     )
     # state IN (open) repeats what `free` implies; it lets PostgreSQL walk the partial index of
     # open cases instead of every closed case of the same priority.
-    return Case.objects.visible_to(user).open().filter(level & free)
+    qs = Case.objects.visible_to(user).open().filter(level & free)
+    if exposure.at_limit(user, now):
+        qs = qs.filter(is_child_safety=False)
+    return qs
 
 
 def _grant_claim(case: Case, user, now: datetime) -> None:
@@ -283,6 +290,7 @@ def claim_next_case(user, now: datetime | None = None) -> Case | None:
             return None
         previous = case.assignee
         _grant_claim(case, user, now)
+        exposure.start_claim(user, case, now, case.claim_expires_at)
         if case.state == S.NEW or case.state == S.ESCALATED:
             transition(case, S.IN_REVIEW, actor=user, reason="claimed")
         else:
@@ -307,6 +315,7 @@ def release_claim(case: Case, *, actor, reason: str = "released") -> Case:
             raise PermissionDenied(
                 "Only the assigned reviewer or a senior reviewer can release it."
             )
+        exposure.end_claim(case, case.assignee_id)
         remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
         case.assignee = None
         case.claimed_at = None
@@ -371,6 +380,7 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
         record._history_user = actor
         record.save()
         if case.assignee_id:
+            exposure.end_claim(case, case.assignee_id)
             remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
         case.assignee = None
         case.claim_expires_at = None
@@ -426,6 +436,7 @@ def escalate_case(case: Case, *, actor, to_role: str, reason: str) -> Escalation
         escalation._history_user = actor
         escalation.save()
         if case.assignee_id:
+            exposure.end_claim(case, case.assignee_id)
             remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
         case.assignee = None
         case.claimed_at = None

@@ -3,6 +3,8 @@
 Every way that hands out anything derived from an item's bytes goes through evidence.vault
 (checked against the SHA-256) and writes its custody event: PREVIEW, VIEW (unblurred) or
 DOWNLOAD. Who may call these is decided before, by evidence.access; the views stay thin.
+Previews and unblurred views of a child-safety case's evidence also count as the viewer's
+exposure (staff.exposure.record_view).
 None of these may run inside transaction.atomic (a failed check writes its own events).
 """
 
@@ -10,6 +12,8 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from PIL import Image, UnidentifiedImageError
+
+from staff import exposure
 
 from . import custody, images, vault
 from .models import CustodyEvent, EvidenceItem, PreviewSettings
@@ -62,6 +66,7 @@ def _picture(item: EvidenceItem, user, *, unblurred: bool) -> bytes:
         purpose=purpose,
         detail={"blur_radius": blur, "greyscale": options.greyscale},
     )
+    exposure.record_view(user, item.case)  # child-safety exposure (staff.exposure)
     return png
 
 

@@ -1,16 +1,23 @@
-"""Each person's notifications (unread first) and their shift, in the admin."""
+"""Each person's notifications (unread first) and their shift; the staff compliance record
+(kept by the CSO and admins), each person's own compliance page and their CSAE duties switch."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.http import Http404
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
+from cases.dashboard import format_duration
 
-from . import services
-from .models import Notification
+from . import compliance, exposure, services
+from .models import Notification, StaffProfile
 
 
 class ReadFilter(admin.SimpleListFilter):
@@ -53,11 +60,10 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="notification", ordering="created_at")
     def title_link(self, notification):
-        weight = "normal" if notification.read_at else "bold"
         return format_html(
-            '<a href="{}" style="font-weight:{}">{}</a>',
+            '<a href="{}" class="{}">{}</a>',
             reverse("admin:staff_notification_open", args=[notification.pk]),
-            weight,
+            "notification-read" if notification.read_at else "notification-unread",
             notification.title,
         )
 
@@ -101,7 +107,160 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         on = request.POST.get("on_shift") == "1"
         services.set_on_shift(request.user, on)
         messages.success(request, "You are on shift." if on else "Your shift has ended.")
-        target = request.POST.get("next", "")
-        if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
-            target = reverse("admin:index")
-        return redirect(target)
+        return _back(request)
+
+
+def _back(request, default: str = "admin:index"):
+    """Back to the page the form was on (this site only)."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        target = reverse(default)
+    return redirect(target)
+
+
+RECORD_FIELDS = (
+    "csae_training_on",
+    "general_training_on",
+    "background_check",
+    "background_checked_on",
+)
+
+
+class ComplianceRecordForm(forms.ModelForm):
+    class Meta:
+        model = StaffProfile
+        fields = ("user", *RECORD_FIELDS)
+        widgets = {f: forms.DateInput(attrs={"type": "date"}) for f in RECORD_FIELDS if "_on" in f}
+
+    def clean(self):
+        data = super().clean()
+        errors = compliance.record_errors(
+            **{f: data.get(f) for f in RECORD_FIELDS}, on=compliance.today()
+        )
+        for name, message in errors.items():
+            if name not in self.errors:
+                self.add_error(name, message)
+        return data
+
+
+@admin.register(StaffProfile)
+class StaffProfileAdmin(SimpleHistoryAdmin):
+    """The compliance record: the CSO and admins keep trainings and background checks here
+    (through staff.services.update_compliance_record, which records who changed what).
+
+    Whether someone left CSAE duties is theirs: it is in the history, never a column here, on
+    the dashboard or in an export.
+    """
+
+    form = ComplianceRecordForm
+    list_display = (
+        "user",
+        "csae_training_on",
+        "csae_training_state",
+        "general_training_on",
+        "general_training_state",
+        "background_check",
+        "background_checked_on",
+        "on_shift",
+    )
+    list_select_related = ("user",)
+    list_filter = ("background_check", "on_shift")
+    search_fields = ("user__username",)
+    ordering = ("user__username",)
+    show_full_result_count = False
+    list_per_page = 100
+    history_list_display = RECORD_FIELDS
+
+    def get_fields(self, request, obj=None):
+        return RECORD_FIELDS if obj is not None else ("user", *RECORD_FIELDS)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            # Staff without a record yet.
+            kwargs["queryset"] = (
+                get_user_model()
+                .objects.filter(is_staff=True, staff_profile__isnull=True)
+                .order_by("username")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        profile = services.update_compliance_record(
+            obj.user, actor=request.user, **{f: form.cleaned_data[f] for f in RECORD_FIELDS}
+        )
+        obj.pk = profile.pk
+
+    def _state(self, profile, which: str) -> str:
+        training = getattr(compliance.status_of(profile, compliance.today()), which)
+        if training.state == "missing":
+            return "none recorded"
+        if training.state == "expired":
+            return f"expired on {training.expires_on:%Y-%m-%d}"
+        soon = " (due soon)" if training.state == "due_soon" else ""
+        return f"until {training.expires_on:%Y-%m-%d}{soon}"
+
+    @admin.display(description="CSAE training valid")
+    def csae_training_state(self, profile):
+        return self._state(profile, "csae_training")
+
+    @admin.display(description="general training valid")
+    def general_training_state(self, profile):
+        return self._state(profile, "general_training")
+
+    # --- Each person's own page and their CSAE duties ----------------------------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("mine/", wrap(self.my_compliance_view), name="staff_my_compliance"),
+            path("csae-duties/", wrap(self.csae_duties_view), name="staff_csae_duties"),
+            *super().get_urls(),
+        ]
+
+    def my_compliance_view(self, request):
+        """Any member of staff: their own trainings, background check, CSAE duties and
+        exposure this shift."""
+        user = request.user
+        now = timezone.now()
+        status = compliance.compliance_status(user, now)
+        spent = exposure.shift_exposure(user, now)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "My compliance",
+            "status": status,
+            "csae_role": user.has_perm("cases.view_child_safety_case"),
+            "may_handle": compliance.may_handle_child_safety(user, now),
+            "exposure": format_duration(spent),
+            "exposure_limit": format_duration(exposure.limit()),
+            "at_limit": spent >= exposure.limit(),
+        }
+        return TemplateResponse(request, "admin/staff/my_compliance.html", context)
+
+    def csae_duties_view(self, request):
+        """Leave (or rejoin) CSAE duties: one POST, no approval."""
+        if request.method != "POST":
+            raise Http404("Use the button.")
+        if request.POST.get("csae_duties") == "leave":
+            released = services.leave_csae_duties(request.user)
+            text = "You left CSAE duties: child-safety cases are no longer in your queue."
+            if released:
+                cases = ", ".join(f"#{pk}" for pk in released)
+                text += f" The child-safety cases you held went back to the queue ({cases})."
+            messages.success(request, text)
+        elif request.POST.get("csae_duties") == "rejoin":
+            status = services.rejoin_csae_duties(request.user)
+            if status.may_handle_child_safety:
+                messages.success(request, "You are back on CSAE duties.")
+            else:
+                messages.warning(
+                    request,
+                    "You are back on CSAE duties, but child-safety cases stay closed to you: "
+                    + "; ".join(status.missing)
+                    + ".",
+                )
+        else:
+            raise Http404("Use the button.")
+        return _back(request, "admin:staff_my_compliance")

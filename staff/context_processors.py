@@ -1,14 +1,28 @@
-from .models import StaffProfile
+from . import compliance
 from .services import unread_count
 
 
 def staff_bar(request):
-    """The admin header's unread count and shift switch (staff pages only)."""
+    """The admin header: unread count, shift switch, CSAE duties and compliance notices (staff
+    pages only)."""
     user = getattr(request, "user", None)
     on_admin_page = request.path.startswith("/admin/")
     if not (user and user.is_authenticated and user.is_staff and on_admin_page):
         return {}
+    status = compliance.compliance_status(user)
+    csae_role = user.has_perm("cases.view_child_safety_case")
+    notices = list(status.warnings)
+    if csae_role and not user.is_superuser and not status.may_handle_child_safety:
+        if status.opted_out:
+            notices.append("You left CSAE duties: child-safety cases are not in your queue.")
+        else:
+            notices.append(
+                "Child-safety cases are closed to you: " + "; ".join(status.missing) + "."
+            )
     return {
         "unread_notifications": unread_count(user),
-        "on_shift": StaffProfile.objects.filter(user=user, on_shift=True).exists(),
+        "on_shift": bool(status.profile and status.profile.on_shift),
+        "csae_role": csae_role,
+        "csae_opted_out": status.opted_out,
+        "compliance_notices": notices,
     }

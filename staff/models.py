@@ -7,7 +7,22 @@ from django.db.models import Q
 from bakkme_safety.history import audit_history
 
 
+class BackgroundCheck(models.TextChoices):
+    NONE = "none", "None"
+    PENDING = "pending", "Pending"
+    CLEARED = "cleared", "Cleared"
+    ENHANCED_CLEARED = "enhanced_cleared", "Enhanced check cleared"
+
+
 class StaffProfile(models.Model):
+    """One member of staff: their shift, and what child-safety work needs of them.
+
+    The compliance record (trainings, background check) is kept by the CSO or an admin through
+    staff.services.update_compliance_record; what it allows is staff.compliance. Leaving CSAE
+    duties is the person's own choice (staff.services.leave_csae_duties): recorded in the
+    history, never counted as a performance figure.
+    """
+
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_profile"
     )
@@ -15,10 +30,72 @@ class StaffProfile(models.Model):
         default=False, help_text="On duty now: gets the SLA warnings, breaches and emergencies."
     )
     on_shift_since = models.DateTimeField(null=True, blank=True)
+
+    csae_training_on = models.DateField(
+        "CSAE training", null=True, blank=True, help_text="The day of the last CSAE training."
+    )
+    general_training_on = models.DateField(
+        "general child-safety training",
+        null=True,
+        blank=True,
+        help_text="The day of the last general child-safety training.",
+    )
+    background_check = models.CharField(
+        max_length=20, choices=BackgroundCheck.choices, default=BackgroundCheck.NONE
+    )
+    background_checked_on = models.DateField(
+        "background check date",
+        null=True,
+        blank=True,
+        help_text="When the background check reached its present state.",
+    )
+    csae_opt_out = models.BooleanField(
+        "left CSAE duties", default=False, help_text="The person left CSAE duties themselves."
+    )
+    csae_opt_out_at = models.DateTimeField(null=True, blank=True)
+
     history = audit_history()
 
     def __str__(self):
         return f"Staff profile of {self.user}"
+
+
+class ExposureInterval(models.Model):
+    """A stretch of time a member of staff had a child-safety case open.
+
+    Two sources, both kept simple:
+    - a claim: from the claim to the claim's expiry, cut short when the claim ends earlier
+      (released, decided, escalated, handed back on leaving CSAE duties);
+    - a preview: a blurred preview or an unblurred view of a child-safety case's evidence opens
+      BAKKME_EXPOSURE_PREVIEW_MINUTES, and each further view of the same case within that time
+      extends it (one row per stretch of viewing, not one per picture).
+
+    Exposure is the length of the union of these intervals (overlaps count once) within the
+    shift: staff.exposure.
+    """
+
+    class Source(models.TextChoices):
+        CLAIM = "claim", "Claim"
+        PREVIEW = "preview", "Evidence preview"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exposure_intervals"
+    )
+    case = models.ForeignKey("cases.Case", on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "ended_at"], name="exposure_user_ended")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ended_at__gte=models.F("started_at")), name="exposure_ends_after_start"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_source_display()} of case {self.case_id} by {self.user_id}"
 
 
 class Notification(models.Model):

@@ -1,16 +1,19 @@
-"""Who is on duty, and telling them: in-app notifications and their e-mail delivery."""
+"""Who is on duty, and telling them: in-app notifications and their e-mail delivery; the
+compliance record (trainings, background check) and leaving or rejoining CSAE duties."""
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from . import compliance
 from .models import Notification, StaffProfile
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,110 @@ def set_on_shift(user, on_shift: bool, now: datetime | None = None) -> StaffProf
     profile.on_shift_since = (now or timezone.now()) if on_shift else None
     profile._history_user = user
     profile.save()
+    compliance.forget(user)
     return profile
+
+
+# --- Compliance: the record the CSO keeps, and the person's own choice --------------------------
+
+
+def update_compliance_record(
+    user,
+    *,
+    actor,
+    csae_training_on: date | None,
+    general_training_on: date | None,
+    background_check: str,
+    background_checked_on: date | None,
+    now: datetime | None = None,
+) -> StaffProfile:
+    """The CSO or an admin records a person's trainings and background check.
+
+    Refuses dates in the future and a background check state without its date
+    (ValidationError by field). The history records who changed it. A person who no longer
+    qualifies loses the child-safety queue at once (Case.visible_to); the claims they hold go
+    back to the queue on their next request (staff.middleware) or when the claims expire.
+    """
+    errors = compliance.record_errors(
+        csae_training_on=csae_training_on,
+        general_training_on=general_training_on,
+        background_check=background_check,
+        background_checked_on=background_checked_on,
+        on=compliance.today(now),
+    )
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        profile, _ = StaffProfile.objects.select_for_update().get_or_create(user=user)
+        profile.csae_training_on = csae_training_on
+        profile.general_training_on = general_training_on
+        profile.background_check = background_check
+        profile.background_checked_on = background_checked_on
+        profile._history_user = actor
+        profile._change_reason = "compliance record updated"
+        profile.save()
+    compliance.forget(user)
+    return profile
+
+
+def release_child_safety_claims(user, reason: str) -> list[int]:
+    """Hand the open child-safety cases this person holds back to the queue (as them)."""
+    from cases.models import OPEN_STATES, Case
+    from cases.services import release_claim
+
+    held = Case.objects.filter(assignee=user, is_child_safety=True, state__in=OPEN_STATES)
+    released = []
+    for case in held.order_by("pk"):
+        release_claim(case, actor=user, reason=reason)
+        released.append(case.pk)
+    return released
+
+
+def leave_csae_duties(user, now: datetime | None = None) -> list[int]:
+    """The person leaves CSAE duties, at any time and without anyone's approval.
+
+    Recorded (the profile's history, by them, and csae_opt_out_at); their child-safety claims go
+    back to the queue at once, and child-safety cases leave their queue. Never a performance
+    figure: the dashboard and its exports do not show it. Returns the released case ids.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        profile, _ = StaffProfile.objects.select_for_update().get_or_create(user=user)
+        if not profile.csae_opt_out:
+            profile.csae_opt_out = True
+            profile.csae_opt_out_at = now
+            profile._history_user = user
+            profile._change_reason = compliance.REASON_OPTED_OUT
+            profile.save()
+        compliance.forget(user)
+        return release_child_safety_claims(user, compliance.REASON_OPTED_OUT)
+
+
+def rejoin_csae_duties(user, now: datetime | None = None) -> compliance.ComplianceStatus:
+    """The person comes back to CSAE duties (recorded like leaving). Returns their status:
+    the queue opens again only when the rest of the record qualifies them too."""
+    with transaction.atomic():
+        profile, _ = StaffProfile.objects.select_for_update().get_or_create(user=user)
+        if profile.csae_opt_out:
+            profile.csae_opt_out = False
+            profile.csae_opt_out_at = None
+            profile._history_user = user
+            profile._change_reason = "rejoined CSAE duties"
+            profile.save()
+    compliance.forget(user)
+    return compliance.compliance_status(user, now)
+
+
+def enforce_compliance(user) -> tuple[compliance.ComplianceStatus, list[int]]:
+    """For one request of a member of staff: when they no longer qualify for child-safety work,
+    the child-safety cases they still hold go back to the queue. Returns (status, released)."""
+    status = compliance.compliance_status(user)
+    if user.is_superuser or status.may_handle_child_safety:
+        return status, []
+    released = release_child_safety_claims(user, status.reason)
+    if released:
+        compliance.forget(user)
+    return status, released
 
 
 _TITLES = {

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from reports.models import Integration
 from reports.services import build_report, ingest_reports, payload_fingerprint
+from staff.models import BackgroundCheck, StaffProfile
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -22,6 +23,24 @@ class UserFactory(factory.django.DjangoModelFactory):
     def roles(self, create, extracted, **kwargs):
         for role in extracted or []:
             self.groups.add(Group.objects.get(name=role))
+
+    @factory.post_generation
+    def compliant(self, create, extracted, **kwargs):
+        """Staff get a compliance record that qualifies them for child-safety work (CSAE and
+        general training today, enhanced background check cleared); `compliant=False` gives
+        them none."""
+        if not (create and self.is_staff) or extracted is False:
+            return
+        today = timezone.localdate()
+        StaffProfile.objects.update_or_create(
+            user=self,
+            defaults={
+                "csae_training_on": today,
+                "general_training_on": today,
+                "background_check": BackgroundCheck.ENHANCED_CLEARED,
+                "background_checked_on": today,
+            },
+        )
 
 
 class IntegrationFactory(factory.django.DjangoModelFactory):

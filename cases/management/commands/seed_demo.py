@@ -15,7 +15,8 @@ from evidence import vault
 from evidence.samples import pattern_png
 from reports.models import Integration
 from reports.services import build_report, create_integration, ingest_reports, payload_fingerprint
-from staff.services import set_on_shift
+from staff.models import BackgroundCheck
+from staff.services import set_on_shift, update_compliance_record
 
 # Reports that get a generated pattern image as evidence, so the evidence pages have something.
 DEMO_IMAGES = 12
@@ -43,6 +44,17 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             user.groups.set([Group.objects.get(name=role.value)])
+            # A compliance record that qualifies them for the child-safety queue (the demo
+            # needs someone to work it): trained today, enhanced background check cleared.
+            today = timezone.localdate()
+            update_compliance_record(
+                user,
+                actor=None,
+                csae_training_on=today,
+                general_training_on=today,
+                background_check=BackgroundCheck.ENHANCED_CLEARED,
+                background_checked_on=today,
+            )
             if role in (Role.REVIEWER, Role.SENIOR_REVIEWER):
                 set_on_shift(user, True)  # someone is on duty for the SLA engine to tell
             self.stdout.write(f"  {role.label:<22} {username:<28} {password}")
