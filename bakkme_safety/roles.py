@@ -77,6 +77,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cases.view_sla_dashboard",
         *_EVIDENCE_LEGAL,
         "cases.view_case_evidence",  # every case's evidence
+        "audit.view_auditevent",  # the audit trail of staff access
+        # The staff compliance record: trainings and background checks (staff.compliance).
+        "staff.view_staffprofile",
+        "staff.add_staffprofile",
+        "staff.change_staffprofile",
     ],
     Role.AUDITOR: [
         "staff.view_notification",
@@ -89,6 +94,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         # The chain of custody and the holds, never the evidence itself.
         "evidence.view_custodyevent",
         "evidence.view_legalhold",
+        "staff.view_staffprofile",
+        "audit.view_auditevent",  # the audit trail of staff access
     ],
     # The technical admin manages accounts and integrations; no child-safety content.
     Role.ADMIN: [
@@ -101,6 +108,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reports.add_integration",
         "reports.change_integration",
         "cases.view_case",
+        "staff.view_staffprofile",
+        "staff.add_staffprofile",
+        "staff.change_staffprofile",
+        "audit.view_auditevent",  # the audit trail of staff access
     ],
 }
 

@@ -6,9 +6,13 @@ here (the `BAKKME_*` settings) and is read through `bakkme_safety.policy`.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
+from csp.constants import UNSAFE_INLINE as CSP_UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from bakkme_safety.keys import decode_master_key
@@ -38,7 +42,8 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with an admin site that requires a verified second factor.
+    "bakkme_safety.admin_config.BakkmeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -50,11 +55,17 @@ INSTALLED_APPS = [
     "guardian",
     "simple_history",
     "django_q",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "csp",
     "bakkme_safety",
     "reports",
     "cases",
     "staff",
     "evidence",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -63,9 +74,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "bakkme_safety.middleware.SessionLimitMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "bakkme_safety.middleware.VerifiedFactorMiddleware",
+    "staff.middleware.StaffComplianceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "bakkme_safety.urls"
@@ -103,6 +121,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username and address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -351,3 +371,96 @@ BAKKME_PACKAGE_TEMP_DIR = os.environ.get("BAKKME_PACKAGE_TEMP_DIR") or None
 BAKKME_PACKAGE_REFRESH_SECONDS = 5
 # bagit logs every file it moves and hashes at INFO: evidence file names stay out of the logs.
 LOGGING.setdefault("loggers", {})["bagit"] = {"level": "WARNING"}
+
+# --- Staff compliance ---------------------------------------------------------------------------
+# Child Safety Standards: the CSAE queue (child-safety cases, their evidence) needs a current CSAE
+# training and an enhanced background check cleared (staff/compliance.py). Dates are days (UTC).
+# CSAE training is valid this many days (about 6 months): trained on day D, it expires on D + 182.
+BAKKME_CSAE_TRAINING_VALID_DAYS = int(os.environ.get("BAKKME_CSAE_TRAINING_VALID_DAYS", "182"))
+# The general child-safety training is annual (tracked and warned about; not a queue gate).
+BAKKME_GENERAL_TRAINING_VALID_DAYS = int(
+    os.environ.get("BAKKME_GENERAL_TRAINING_VALID_DAYS", "365")
+)
+# A training that expires within this many days is announced in the staff bar.
+BAKKME_TRAINING_WARN_DAYS = 14
+# Exposure (staff/exposure.py): at this much time with child-safety cases open in a shift, "next
+# case" gives no more child-safety cases and the queue shows a break notice.
+BAKKME_EXPOSURE_LIMIT_MINUTES = int(os.environ.get("BAKKME_EXPOSURE_LIMIT_MINUTES", "240"))
+# A preview or unblurred view of a child-safety case's evidence counts this many minutes of
+# exposure; further views of the same case within them extend it.
+BAKKME_EXPOSURE_PREVIEW_MINUTES = 5
+
+# --- Staff access and security: second factor, sessions, lockouts, headers, CSP -----------------
+# README "Staff access and security". Production runs behind a TLS proxy; `make run` sets
+# BAKKME_DEBUG=1 and serves plain http locally, so the https-only settings default off there.
+
+# Second factor (django-otp): a TOTP app plus one-use backup codes; enrolment at the first login.
+OTP_TOTP_ISSUER = os.environ.get("BAKKME_OTP_ISSUER", "BakkMe Safety")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the device admin never shows a secret
+BAKKME_BACKUP_CODE_COUNT = 10
+# Paths that need a verified factor for a logged-in user: the staff pages, and the API docs and
+# schema for a staff session (the platform's token requests are not sessions).
+BAKKME_FACTOR_REQUIRED_PATHS = ["/admin/", "/api/docs/", "/api/schema/"]
+
+# Sessions end this long after the last request, and this long after the login in any case.
+BAKKME_SESSION_IDLE_MINUTES = int(os.environ.get("BAKKME_SESSION_IDLE_MINUTES", "30"))
+BAKKME_SESSION_MAX_HOURS = int(os.environ.get("BAKKME_SESSION_MAX_HOURS", "12"))
+SESSION_COOKIE_AGE = BAKKME_SESSION_IDLE_MINUTES * 60
+# A request renews the idle limit; the session row is rewritten at most this often for it.
+BAKKME_SESSION_TOUCH_SECONDS = 60
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True  # and no session outlives the browser on a shared desk
+
+# Login throttling (django-axes): this many failed logins for one username from one address lock
+# that pair out for the cool-off (each further try restarts it); a success resets the count.
+BAKKME_LOGIN_FAILURE_LIMIT = int(os.environ.get("BAKKME_LOGIN_FAILURE_LIMIT", "5"))
+BAKKME_LOGIN_COOLOFF_MINUTES = int(os.environ.get("BAKKME_LOGIN_COOLOFF_MINUTES", "30"))
+AXES_FAILURE_LIMIT = BAKKME_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=BAKKME_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "bakkme_safety.two_factor_views.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail
+# Behind this many proxies (each appending to X-Forwarded-For) the client address comes from that
+# header; 0: REMOTE_ADDR, and a forwarded header is ignored (anyone could send one).
+BAKKME_TRUSTED_PROXY_COUNT = int(os.environ.get("BAKKME_TRUSTED_PROXY_COUNT", "0"))
+AXES_CLIENT_IP_CALLABLE = "audit.services.client_ip"
+
+# HTTPS, cookies and headers: all on unless BAKKME_DEBUG=1; each can be set on its own.
+SECURE_SSL_REDIRECT = env_bool("BAKKME_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("BAKKME_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = int(os.environ.get("BAKKME_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BAKKME_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("BAKKME_HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# The TLS proxy's header telling a request came over https, as HEADER=value, e.g.
+# BAKKME_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO=https. Only for a proxy that always sets
+# (or strips) that header.
+_proxy_ssl_header = os.environ.get("BAKKME_SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header.split("=", 1)) if _proxy_ssl_header else None
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("BAKKME_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+# Content-Security-Policy (django-csp 4): everything from this server, no inline script, no
+# framing. Inline *styles* are allowed: some of the project's templates and admin list columns
+# carry style="..." attributes (Django's admin templates have none); scripts never are.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF],
+        "style-src": [CSP_SELF, CSP_UNSAFE_INLINE],
+        "img-src": [CSP_SELF, "data:"],
+        "font-src": [CSP_SELF],
+        "connect-src": [CSP_SELF],
+        "object-src": [CSP_NONE],
+        "base-uri": [CSP_SELF],
+        "form-action": [CSP_SELF],
+        "frame-ancestors": [CSP_NONE],
+    },
+}
+# django-axes logs each failed login at WARNING; its start-up banner (INFO) is noise.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}

@@ -20,3 +20,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
         "NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
     }
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
+
+# The test client speaks plain http; production's https redirect is tested on its own
+# (tests/test_hardening.py).
+SECURE_SSL_REDIRECT = False

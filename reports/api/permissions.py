@@ -10,4 +10,10 @@ class IsIntegrationOrStaff(BasePermission):
         user = request.user
         if isinstance(user, Integration):
             return True
-        return bool(user and user.is_authenticated and user.is_staff)
+        # A staff session counts once it passed the second factor (django-otp).
+        return bool(
+            user
+            and user.is_authenticated
+            and user.is_staff
+            and getattr(user, "is_verified", lambda: False)()
+        )
