@@ -5,9 +5,10 @@ from .services import unread_count
 def staff_bar(request):
     """The admin header: unread count, shift switch, CSAE duties and compliance notices (staff
     pages only)."""
-    user = getattr(request, "user", None)
-    on_admin_page = request.path.startswith("/admin/")
-    if not (user and user.is_authenticated and user.is_staff and on_admin_page):
+    if not request.path.startswith("/admin/"):
+        return {}
+    user = getattr(request, "user", None)  # on API pages an integration, not a person
+    if not (getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False)):
         return {}
     status = compliance.compliance_status(user)
     csae_role = user.has_perm("cases.view_child_safety_case")

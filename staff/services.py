@@ -27,13 +27,18 @@ def staff_in_role(role: str):
 
 
 def on_duty(role: str) -> list:
-    """The people in a role who are on shift; everyone in the role when nobody is.
+    """The people in a role who are on shift and may handle child-safety work (current CSAE
+    training, cleared, not left CSAE duties); failing that, those on shift; failing that,
+    everyone in the role.
 
     A warning or an emergency must reach someone even when the rota was not kept up to date.
     """
+    from .compliance import may_handle_child_safety
+
     people = staff_in_role(role)
     on_shift = list(people.filter(staff_profile__on_shift=True).order_by("pk"))
-    return on_shift or list(people.order_by("pk"))
+    able = [person for person in on_shift if may_handle_child_safety(person)]
+    return able or on_shift or list(people.order_by("pk"))
 
 
 def set_on_shift(user, on_shift: bool, now: datetime | None = None) -> StaffProfile:

@@ -540,3 +540,16 @@ def test_the_exposure_limit_is_a_setting(settings, clock, reviewer, cs_case, oth
     assert services.claim_next_case(reviewer).pk == other_case.pk
     rows = dashboard.exposure_on_shift(dashboard.scope_for(reviewer), timezone.now())
     assert [(r["username"], r["at_limit"]) for r in rows] == [("rita", "yes")]
+
+
+def test_senior_reviewers_who_left_csae_duties_are_not_the_ones_on_duty(db):
+    from bakkme_safety.roles import Role
+    from staff.services import leave_csae_duties, on_duty, set_on_shift
+
+    left, staying = UserFactory(roles=["senior_reviewer"]), UserFactory(roles=["senior_reviewer"])
+    for person in (left, staying):
+        set_on_shift(person, True)
+    leave_csae_duties(left)
+    assert on_duty(Role.SENIOR_REVIEWER) == [staying]
+    leave_csae_duties(staying)  # nobody able: the warning still reaches the shift
+    assert on_duty(Role.SENIOR_REVIEWER) == [left, staying]
