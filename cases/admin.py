@@ -207,6 +207,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def next_case_view(self, request):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
+        self._require_any(request, "cases.claim_case")
         try:
             case = services.claim_next_case(request.user)
         except PermissionDenied as exc:
@@ -277,10 +278,17 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         if request.method != "POST":
             raise Http404("Use the form on the case page.")
 
+    def _require_any(self, request, *perms):
+        """403 before reading the form for someone whose role cannot do this at all (the
+        services still decide the finer rules, e.g. only the assignee decides a claimed case)."""
+        if not any(request.user.has_perm(perm) for perm in perms):
+            raise PermissionDenied("Your role cannot do this.")
+
     def decide_view(self, request, case_id):
         """Decide in two steps: the form shows the actions that will follow, then confirm."""
         self._post_only(request)
         case = self._case_or_404(request, case_id)
+        self._require_any(request, "cases.claim_case", "cases.decide_case")
         form = DecisionForm(request.POST)
         if not form.is_valid():
             messages.error(request, "The decision is not complete: see the form.")
@@ -311,6 +319,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def escalate_view(self, request, case_id):
         self._post_only(request)
         case = self._case_or_404(request, case_id)
+        self._require_any(request, "cases.escalate_case")
         form = EscalationForm(request.POST)
         if not form.is_valid():
             return self._workspace(request, case, escalation_form=form)
@@ -325,6 +334,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def note_view(self, request, case_id):
         self._post_only(request)
         case = self._case_or_404(request, case_id)
+        self._require_any(request, "cases.add_note")
         form = NoteForm(request.POST)
         if not form.is_valid():
             return self._workspace(request, case, note_form=form)
@@ -337,6 +347,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def release_view(self, request, case_id):
         self._post_only(request)
         case = self._case_or_404(request, case_id)
+        self._require_any(request, "cases.claim_case", "cases.decide_case")
         try:
             services.release_claim(case, actor=request.user)
         except PermissionDenied as exc:
@@ -348,6 +359,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def close_view(self, request, case_id):
         self._post_only(request)
         case = self._case_or_404(request, case_id)
+        self._require_any(request, "cases.close_case")
         try:
             services.close_case(case, actor=request.user)
         except (PermissionDenied, services.InvalidTransition) as exc:
@@ -357,6 +369,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def reopen_view(self, request, case_id):
         self._post_only(request)
         case = self._case_or_404(request, case_id)
+        self._require_any(request, "cases.reopen_case")
         form = ReopenForm(request.POST)
         if not form.is_valid():
             return self._workspace(request, case, reopen_form=form)
@@ -369,6 +382,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def checklist_view(self, request, case_id, item):
         self._post_only(request)
         case = self._case_or_404(request, case_id)
+        self._require_any(request, "cases.escalate_case", "cases.decide_case")
         try:
             services.tick_checklist_item(case, item, actor=request.user)
         except (PermissionDenied, ValueError) as exc:

@@ -171,6 +171,8 @@ class LegalHoldAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         hold = LegalHold.objects.filter(pk=hold_id).first()
         if hold is None or not self.has_view_permission(request, hold):
             raise Http404("No such hold.")
+        if not request.user.has_perm(holds.MANAGE_PERMISSION):
+            raise PermissionDenied("You may not release legal holds.")
         form = ReleaseHoldForm(request.POST)
         if not form.is_valid():
             messages.error(request, "Give the reason for releasing the hold.")

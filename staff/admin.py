@@ -4,7 +4,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -262,5 +262,5 @@ class StaffProfileAdmin(SimpleHistoryAdmin):
                     + ".",
                 )
         else:
-            raise Http404("Use the button.")
+            return HttpResponseBadRequest("Say whether you leave or rejoin CSAE duties.")
         return _back(request, "admin:staff_my_compliance")
