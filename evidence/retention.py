@@ -87,31 +87,32 @@ def purge(now: datetime | None = None, batch: int = 200) -> PurgeResult:
     return result
 
 
+def _delete_stored(rows, what: str, result: PurgeResult, **cleared) -> int:
+    """Delete the stored bytes of these rows and clear their storage fields; a storage failure
+    is recorded and left for the next run (the rows keep their storage name)."""
+    storage = evidence_storage()
+    deleted = 0
+    for row in rows.only("pk", "storage_name").iterator():
+        try:
+            storage.delete(row.storage_name)
+        except OSError as exc:
+            result.storage_failures.append(f"{what} {row.pk}: {exc}")
+            continue
+        type(row).objects.filter(pk=row.pk).update(storage_name="", **cleared)
+        deleted += 1
+    return deleted
+
+
 def delete_purged_bytes(result: PurgeResult | None = None) -> PurgeResult:
     """Delete the stored bytes of purged items (retried by the next run if storage fails)."""
     result = result or PurgeResult()
-    storage = evidence_storage()
     pending = EvidenceItem.objects.filter(purged_at__isnull=False).exclude(storage_name="")
-    for item in pending.only("pk", "storage_name").iterator():
-        try:
-            storage.delete(item.storage_name)
-        except OSError as exc:
-            result.storage_failures.append(f"evidence item {item.pk}: {exc}")
-            continue
-        EvidenceItem.objects.filter(pk=item.pk).update(storage_name="")
+    _delete_stored(pending, "evidence item", result)
     return result
 
 
 def delete_expired_packages(now: datetime, result: PurgeResult) -> None:
     """A package whose download link expired is of no more use: its stored zip goes (the
     package row, and the custody events of its export, stay)."""
-    storage = evidence_storage()
     expired = EvidencePackage.objects.filter(expires_at__lte=now).exclude(storage_name="")
-    for package in expired.only("pk", "storage_name").iterator():
-        try:
-            storage.delete(package.storage_name)
-        except OSError as exc:
-            result.storage_failures.append(f"evidence package {package.pk}: {exc}")
-            continue
-        EvidencePackage.objects.filter(pk=package.pk).update(storage_name="", wrapped_key=None)
-        result.packages_deleted += 1
+    result.packages_deleted += _delete_stored(expired, "evidence package", result, wrapped_key=None)
