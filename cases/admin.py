@@ -3,6 +3,7 @@
 Thin: every change goes through cases.services; every list goes through Case.visible_to.
 """
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed
@@ -17,9 +18,11 @@ from simple_history.admin import SimpleHistoryAdmin
 from bakkme_safety.admin import ReadOnlyAdminMixin
 from bakkme_safety.paginators import EstimatedCountPaginator
 from bakkme_safety.policy import ActionType
+from bakkme_safety.roles import Role
+from bakkme_safety.webhooks import configured as webhook_configured
 from staff import exposure
 
-from . import services
+from . import services, webhooks
 from .forms import DecisionForm, EscalationForm, NoteForm, ReopenForm
 from .models import OPEN_STATES, Case, CaseState, EnforcementAction
 from .sla import sla_status
@@ -409,10 +412,84 @@ def _account_summary(reports) -> dict:
 
 @admin.register(EnforcementAction)
 class EnforcementActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "case", "type", "status", "account_platform_id", "created_at")
+    """The actions and their delivery to the platform's webhook (read-only; cases/webhooks.py).
+    The CSO may send failed ones again (an admin action, through the service)."""
+
+    list_display = (
+        "id",
+        "case",
+        "type",
+        "status",
+        "delivery",
+        "attempts",
+        "last_response_code",
+        "account_platform_id",
+        "created_at",
+    )
     list_filter = ("status", "type")
     list_select_related = ("case",)
     show_full_result_count = False
+    actions = ["retry_delivery"]
+    fields = (
+        "case",
+        "decision",
+        "type",
+        "status",
+        "delivery",
+        "account_platform_id",
+        "content_platform_id",
+        "restricted_feature",
+        "created_at",
+        "attempts",
+        "first_attempt_at",
+        "last_attempt_at",
+        "next_attempt_at",
+        "sent_at",
+        "last_response_code",
+        "last_response_body",
+        "last_error",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("delivery"))
+    def delivery(self, obj):
+        return webhook_delivery_state(obj, timezone.now())
+
+    def has_retry_permission(self, request):
+        user = request.user
+        return user.is_superuser or user.groups.filter(name=Role.CHILD_SAFETY_OFFICER).exists()
+
+    @admin.action(description=_("Retry the delivery of the selected failed actions"))
+    def retry_delivery(self, request, queryset):
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        retried = sum(
+            webhooks.retry_now(action)
+            for action in queryset.filter(status=EnforcementAction.Status.FAILED)
+        )
+        self.message_user(request, f"{retried} deliveries queued again.", messages.SUCCESS)
+
+    retry_delivery.allowed_permissions = ("retry",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(case__in=Case.objects.visible_to(request.user))
+
+
+def webhook_delivery_state(obj, now) -> str:
+    """A delivery's state in words, for the admin (waiting for a webhook to be configured, in
+    flight, retrying at, sent, failed)."""
+    if obj.status == EnforcementAction.Status.PENDING:
+        if obj.type not in settings.BAKKME_WEBHOOK_ACTION_TYPES:
+            return "not sent to the platform"
+        if not webhook_configured():
+            return "waiting: no platform webhook configured"
+        if obj.in_flight_until and obj.in_flight_until > now:
+            return "in flight"
+        if obj.next_attempt_at and obj.next_attempt_at > now:
+            return f"retrying at {obj.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+        return "due"
+    if obj.status in (EnforcementAction.Status.SENT, EnforcementAction.Status.CONFIRMED):
+        return f"delivered {obj.sent_at:%Y-%m-%d %H:%M:%S} UTC" if obj.sent_at else "delivered"
+    if obj.status == EnforcementAction.Status.FAILED and obj.attempts:
+        return f"failed after {obj.attempts} attempts"
+    return obj.get_status_display()

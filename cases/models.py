@@ -16,6 +16,7 @@ from bakkme_safety.policy import (
     Violation,
 )
 from bakkme_safety.roles import ESCALATION_ROLES, Role
+from bakkme_safety.webhooks import DELIVERY_FIELDS, WebhookDelivery
 
 
 class CaseState(models.TextChoices):
@@ -350,12 +351,19 @@ class Decision(models.Model):
         return f"{self.get_violation_display()} on case {self.case_id}"
 
 
-class EnforcementAction(models.Model):
-    """An action a decision prescribes. Delivery to the platform is a later step."""
+class EnforcementAction(WebhookDelivery):
+    """An action a decision prescribes, delivered to the platform's webhook (cases/webhooks.py).
+
+    pending -> sent (the platform answered 2xx) -> confirmed (its answer said it carried the
+    action out); failed when it could not be delivered for BAKKME_WEBHOOK_GIVE_UP_HOURS.
+    The delivery bookkeeping (attempts, answers) is not in the history: the row holds the last
+    answer, and the status changes are the system's, not a person's.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
+        CONFIRMED = "confirmed", "Confirmed by the platform"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
@@ -372,12 +380,13 @@ class EnforcementAction(models.Model):
         max_length=32, choices=RestrictedFeature.choices, blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    history = audit_history()
+    history = audit_history(excluded_fields=DELIVERY_FIELDS)
 
     class Meta:
         ordering = ["created_at", "pk"]
         indexes = [
             models.Index(fields=["status", "created_at"], name="action_status_created"),
+            models.Index(fields=["status", "next_attempt_at"], name="action_delivery_due"),
             models.Index(fields=["created_at", "type", "status"], name="action_created"),
         ]
 

@@ -20,9 +20,10 @@ from bakkme_safety import policy
 from bakkme_safety.bulk import update_rows
 from bakkme_safety.history import copy_to_history
 from bakkme_safety.roles import ESCALATION_ROLES, Role
+from reports import acknowledgments
 from staff import exposure
 
-from . import sla_engine
+from . import sla_engine, webhooks
 from .models import (
     ACCEPTS_REPORTS_STATES,
     Case,
@@ -358,7 +359,8 @@ class DecisionInput:
 def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
     """Record a decision and create the enforcement actions the policy prescribes (§6.2).
 
-    The actions are created pending; delivering them to the platform is a separate step.
+    The actions are created pending and delivered to the platform's webhook after commit
+    (cases/webhooks.py); reporters who left a contact get a "decided" acknowledgment.
     """
     with transaction.atomic():
         case = _lock(case)
@@ -410,6 +412,10 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
             record_event(
                 case, CaseEvent.Type.ACTION_CREATED, actor, action=action.pk, type=action_type
             )
+        # The reporters hear the outcome; the actions and the acknowledgments go to the platform
+        # once this has committed (cases/webhooks.py).
+        acknowledgments.acknowledge_decision(case, record.violation)
+        transaction.on_commit(webhooks.queue_delivery, robust=True)
     return record
 
 

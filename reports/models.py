@@ -5,6 +5,7 @@ from django.db import models
 
 from bakkme_safety.history import audit_history
 from bakkme_safety.policy import AgeBand, Category, Source, Surface
+from bakkme_safety.webhooks import WebhookDelivery
 
 
 def hash_token(token: str) -> str:
@@ -106,3 +107,46 @@ class Report(models.Model):
 
     def __str__(self):
         return f"Report {self.pk} ({self.get_category_display()})"
+
+
+class Acknowledgment(WebhookDelivery):
+    """A message to a reporter, sent through the platform's webhook (cases/webhooks.py).
+
+    "received" when the report is stored, "decided" (with the outcome) when its case is decided.
+    Only for a reporter who is not anonymous and can be reached (a contact or a platform id).
+    The payload names the reporter and the report, never the reported party.
+    """
+
+    class Kind(models.TextChoices):
+        RECEIVED = "received", "Report received"
+        DECIDED = "decided", "Case decided"
+
+    class Outcome(models.TextChoices):
+        ACTION_TAKEN = "action_taken", "Action taken"
+        NO_VIOLATION = "no_violation", "No violation"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        CONFIRMED = "confirmed", "Confirmed by the platform"
+        FAILED = "failed", "Failed"
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="acknowledgments")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["report", "kind"], name="acknowledgment_once_per_kind")
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="ack_delivery_due"),
+        ]
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return (
+            f"{self.get_kind_display()} for report {self.report_id} ({self.get_status_display()})"
+        )

@@ -10,6 +10,7 @@ from django.utils import timezone
 from bakkme_safety.policy import Priority
 from cases.services import attach_reports
 
+from .acknowledgments import acknowledge_received
 from .models import Integration, Report
 
 # Concurrent intake of the same key or subject loses a unique-constraint race at most a few times.
@@ -117,6 +118,7 @@ def _ingest(integration, reports):
             results.append(IntakeResult(earlier, created=False))
     if new:
         attach_reports(list(new.values()), now=timezone.now())
+        acknowledge_received(list(new.values()))
     return [
         result if result is not None else IntakeResult(report, created=True)
         for result, report in zip(results, reports, strict=True)

@@ -111,6 +111,7 @@ class Notification(models.Model):
         SLA_BREACH = "sla_breach", "SLA breach"
         EMERGENCY = "emergency", "Emergency (P0)"
         EVIDENCE_INTEGRITY = "evidence_integrity", "Evidence integrity failure"
+        WEBHOOK_FAILED = "webhook_failed", "Platform webhook failed"
 
     class Email(models.TextChoices):
         PENDING = "pending", "Pending"

@@ -164,6 +164,10 @@ _TITLES = {
         "Evidence of case #{} failed its integrity check",
         "Evidence of {} cases failed its integrity check",
     ),
+    Notification.Kind.WEBHOOK_FAILED: (
+        "The platform never received a delivery for case #{}",
+        "The platform never received deliveries for {} cases",
+    ),
 }
 
 
