@@ -46,6 +46,17 @@ _EVIDENCE_LEGAL = [
     "evidence.view_legalhold",
     "evidence.view_evidencepackage",
 ]
+# Legal's own domain (legal/): CyberTipline filings, law-enforcement referrals and requests.
+_LEGAL_DOMAIN = [
+    "legal.view_cybertiplinereport",
+    "legal.file_cybertiplinereport",
+    "legal.view_lawenforcementreferral",
+    "legal.add_lawenforcementreferral",
+    "legal.change_lawenforcementreferral",
+    "legal.view_lawenforcementrequest",
+    "legal.add_lawenforcementrequest",
+    "legal.change_lawenforcementrequest",
+]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     Role.REVIEWER: _REVIEWER,
@@ -67,6 +78,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "reports.view_reporter_contact",
         "cases.view_enforcementaction",
         *_EVIDENCE_LEGAL,
+        *_LEGAL_DOMAIN,
     ],
     Role.CHILD_SAFETY_OFFICER: _REVIEWER
     + [
@@ -82,6 +94,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "staff.view_staffprofile",
         "staff.add_staffprofile",
         "staff.change_staffprofile",
+        *_LEGAL_DOMAIN,
     ],
     Role.AUDITOR: [
         "staff.view_notification",
@@ -96,6 +109,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "evidence.view_legalhold",
         "staff.view_staffprofile",
         "audit.view_auditevent",  # the audit trail of staff access
+        # What legal staff filed and received, read-only.
+        "legal.view_cybertiplinereport",
+        "legal.view_lawenforcementreferral",
+        "legal.view_lawenforcementrequest",
     ],
     # The technical admin manages accounts and integrations; no child-safety content.
     Role.ADMIN: [

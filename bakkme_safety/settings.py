@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "cases",
     "staff",
     "evidence",
+    "legal",
     "audit",
 ]
 
@@ -464,3 +465,103 @@ CONTENT_SECURITY_POLICY = {
 }
 # django-axes logs each failed login at WARNING; its start-up banner (INFO) is noise.
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}
+
+# --- Platform webhooks --------------------------------------------------------------------------
+# Enforcement actions and reporter acknowledgments go to the platform as signed JSON POSTs
+# (bakkme_safety/webhooks.py, cases/webhooks.py). Without a URL and a secret nothing is sent:
+# deliveries wait (pending), and the admin says so.
+BAKKME_PLATFORM_WEBHOOK_URL = os.environ.get("BAKKME_PLATFORM_WEBHOOK_URL", "")
+BAKKME_PLATFORM_WEBHOOK_SECRET = os.environ.get("BAKKME_PLATFORM_WEBHOOK_SECRET", "")
+# The receiver refuses a timestamp further than this from its clock (seconds).
+BAKKME_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("BAKKME_WEBHOOK_TOLERANCE_SECONDS", "300"))
+# One call's timeout (seconds). A run leases the rows it sends for this long plus the margin:
+# a run that died mid-call is retried (same idempotency key) once the lease runs out.
+BAKKME_WEBHOOK_TIMEOUT_SECONDS = int(os.environ.get("BAKKME_WEBHOOK_TIMEOUT_SECONDS", "10"))
+BAKKME_WEBHOOK_LEASE_MARGIN_SECONDS = 60
+# Retries: exponential backoff from the base (30 s, 60 s, 120 s ...) capped; after this many hours
+# since the first attempt the delivery is failed and the CSO alerted.
+BAKKME_WEBHOOK_BACKOFF_SECONDS = int(os.environ.get("BAKKME_WEBHOOK_BACKOFF_SECONDS", "30"))
+BAKKME_WEBHOOK_BACKOFF_MAX_SECONDS = 3600
+BAKKME_WEBHOOK_GIVE_UP_HOURS = int(os.environ.get("BAKKME_WEBHOOK_GIVE_UP_HOURS", "24"))
+# Deliveries sent per run (one run a minute, and one queued when a decision creates actions).
+BAKKME_WEBHOOK_BATCH = 200
+# The schedule of the delivery task (minutes).
+BAKKME_WEBHOOK_SCHEDULE_MINUTES = 1
+# This much of the platform's answer is kept on the row (characters).
+BAKKME_WEBHOOK_RESPONSE_EXCERPT_CHARS = 1000
+# The action types the platform carries out; the others (CyberTipline, law enforcement) are the
+# back office's own work and never go to the platform.
+BAKKME_WEBHOOK_ACTION_TYPES = [
+    "remove_content",
+    "suspend_account",
+    "permanent_ban",
+    "warn",
+    "restrict_feature",
+    "delete_account_data",
+]
+# Go first: these action types on P0 cases, or on cases of these categories or decided with these
+# violations; then everything else, oldest first.
+BAKKME_WEBHOOK_URGENT_ACTION_TYPES = ["remove_content", "suspend_account", "permanent_ban"]
+BAKKME_WEBHOOK_URGENT_PRIORITIES = [0]
+BAKKME_WEBHOOK_URGENT_CATEGORIES = ["csam"]
+BAKKME_WEBHOOK_URGENT_VIOLATIONS = ["csam_distribution", "csam_possession"]
+# A 2xx answer whose JSON "status" is one of these confirms the action was carried out.
+BAKKME_WEBHOOK_CONFIRMED_ANSWERS = ["done", "confirmed", "completed"]
+
+# --- CyberTipline filing and law enforcement (legal/) ------------------------------------------
+# README "CyberTipline and law enforcement". NCMEC's reporting API: base URL (default NCMEC's test
+# environment; production is https://report.cybertip.org/ispws) and the credentials NCMEC issues.
+BAKKME_CYBERTIP_URL = os.environ.get("BAKKME_CYBERTIP_URL", "https://exttest.cybertip.org/ispws")
+BAKKME_CYBERTIP_USERNAME = os.environ.get("BAKKME_CYBERTIP_USERNAME", "")
+BAKKME_CYBERTIP_PASSWORD = os.environ.get("BAKKME_CYBERTIP_PASSWORD", "")
+# Seconds a connection, a send or a read may block before the attempt counts as a network error.
+BAKKME_CYBERTIP_TIMEOUT_SECONDS = float(os.environ.get("BAKKME_CYBERTIP_TIMEOUT_SECONDS", "60"))
+# Attempts per call on network errors, HTTP 5xx and NCMEC's 1000-series codes (never on the
+# 4000-series); the waits between them double from the first, up to the maximum.
+BAKKME_CYBERTIP_ATTEMPTS = 5
+BAKKME_CYBERTIP_BACKOFF_SECONDS = 2.0
+BAKKME_CYBERTIP_BACKOFF_MAX_SECONDS = 60.0
+# Our contact as the reporting company (<reporter><reportingPerson>) and the platform's name.
+BAKKME_CYBERTIP_PLATFORM = os.environ.get("BAKKME_CYBERTIP_PLATFORM", "BakkMe")
+BAKKME_CYBERTIP_REPORTER_FIRST_NAME = os.environ.get("BAKKME_CYBERTIP_REPORTER_FIRST_NAME", "")
+BAKKME_CYBERTIP_REPORTER_LAST_NAME = os.environ.get(
+    "BAKKME_CYBERTIP_REPORTER_LAST_NAME", "BakkMe Safety"
+)
+BAKKME_CYBERTIP_REPORTER_EMAIL = os.environ.get("BAKKME_CYBERTIP_REPORTER_EMAIL", "")
+BAKKME_CYBERTIP_REPORTER_PHONE = os.environ.get("BAKKME_CYBERTIP_REPORTER_PHONE", "")
+BAKKME_CYBERTIP_LEGAL_URL = os.environ.get("BAKKME_CYBERTIP_LEGAL_URL", "")
+# The incidentType a decided violation gives, and (for a draft of an undecided case) a report
+# category gives. A violation or category not listed has no CyberTipline incident type: its
+# draft does not validate and is never sent.
+_cybertip_cp = "Child Pornography (possession, manufacture, and distribution)"
+_cybertip_enticement = "Online Enticement of Children for Sexual Acts"
+BAKKME_CYBERTIP_INCIDENT_TYPES = {
+    "csam_distribution": _cybertip_cp,
+    "csam_possession": _cybertip_cp,
+    "ai_generated_csae": _cybertip_cp,
+    "solicitation_of_minor": _cybertip_enticement,
+    "grooming": _cybertip_enticement,
+    "exploitation_facilitation": _cybertip_enticement,
+}
+BAKKME_CYBERTIP_CATEGORY_INCIDENT_TYPES = {
+    "csam": _cybertip_cp,
+    "ai_generated_csae": _cybertip_cp,
+    "grooming": _cybertip_enticement,
+    "solicitation_of_minor": _cybertip_enticement,
+    "sextortion": _cybertip_enticement,
+    "imminent_danger": _cybertip_enticement,
+    "exploitation_trafficking": "Child Sex Trafficking",
+}
+# Surfaces whose content anyone on the platform could see (fileDetails/publiclyAvailable).
+BAKKME_CYBERTIP_PUBLIC_SURFACES = [
+    "post",
+    "image",
+    "video",
+    "comment",
+    "live_stream",
+    "group_post",
+    "fundraiser",
+    "profile",
+]
+# Surfaces reported as chatImIncident; every other surface is a webPageIncident.
+BAKKME_CYBERTIP_CHAT_SURFACES = ["message", "chat"]

@@ -33,6 +33,7 @@ from cases.services import DecisionInput
 from evidence import holds, packages, vault
 from evidence.models import CustodyEvent
 from evidence.samples import pattern_png
+from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
 from staff.models import Notification, StaffProfile
 from staff.services import notify
 
@@ -107,6 +108,14 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
         other.case, DecisionInput("no_violation", "placeholder"), actor=people["senior"]
     )
     action = EnforcementAction.objects.create(case=other.case, type="warn")
+    cybertip = CyberTiplineReport.objects.create(case=case)
+    referral = LawEnforcementReferral.objects.create(
+        case=case, agency="placeholder", country="US", contact="placeholder", sent="placeholder"
+    )
+    le_request = LawEnforcementRequest.objects.create(
+        agency="placeholder", process_type="subpoena", received_on=timezone.localdate()
+    )
+    le_request.cases.add(case)
     StaticDevice.objects.create(user=people["assigned"], name="test factor", confirmed=True)
     TOTPDevice.objects.create(user=people["assigned"], name="phone", confirmed=True)
     (notification,) = notify(
@@ -140,6 +149,9 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
         "otp_static_staticdevice": StaticDevice.objects.get(user=people["assigned"]).pk,
         "otp_totp_totpdevice": TOTPDevice.objects.get(user=people["assigned"]).pk,
         "audit_auditevent": AuditEvent.objects.order_by("pk").first().pk,
+        "legal_cybertiplinereport": cybertip.pk,
+        "legal_lawenforcementreferral": referral.pk,
+        "legal_lawenforcementrequest": le_request.pk,
     }
     return {"people": people, "ids": ids, "objects": objects, "case": case}
 
@@ -220,6 +232,8 @@ POST_ONLY = {
     "api:report-create",
     "api:report-batch",
     "api:report-media",
+    "admin:legal_cybertiplinereport_file",
+    "admin:legal_cybertiplinereport_retract",
 }
 
 
@@ -425,6 +439,30 @@ EXPECTED = {
     "admin:audit_auditevent_delete": "login 2fa 403 403 403 403 403 403 403 403",
     "admin:audit_auditevent_change": "login 2fa 403 403 403 403 403 200 200 200",
     "admin/audit/auditevent/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:legal_cybertiplinereport_draft": "login 2fa 403 403 403 403 404 200 403 403",
+    "admin:legal_cybertiplinereport_file": "login 2fa 403 403 403 403 404 200 403 403",
+    "admin:legal_cybertiplinereport_retract": "login 2fa 403 403 403 403 404 redirect 403 403",
+    "admin:legal_cybertiplinereport_simple_history": "login 2fa 403 403 403 403 403 200 200 403",
+    "admin:legal_cybertiplinereport_changelist": "login 2fa 403 403 403 403 200 200 200 403",
+    "admin:legal_cybertiplinereport_add": "login 2fa 403 403 403 403 200 200 403 403",
+    "admin:legal_cybertiplinereport_history": "login 2fa 403 403 403 403 403 200 200 403",
+    "admin:legal_cybertiplinereport_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:legal_cybertiplinereport_change": "login 2fa 403 403 403 403 redirect 200 200 403",
+    "admin/legal/cybertiplinereport/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:legal_lawenforcementreferral_simple_history": "login 2fa 403 403 403 403 403 200 200 403",
+    "admin:legal_lawenforcementreferral_changelist": "login 2fa 403 403 403 403 200 200 200 403",
+    "admin:legal_lawenforcementreferral_add": "login 2fa 403 403 403 403 200 200 403 403",
+    "admin:legal_lawenforcementreferral_history": "login 2fa 403 403 403 403 403 200 200 403",
+    "admin:legal_lawenforcementreferral_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:legal_lawenforcementreferral_change": "login 2fa 403 403 403 403 redirect 200 200 403",
+    "admin/legal/lawenforcementreferral/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:legal_lawenforcementrequest_simple_history": "login 2fa 403 403 403 403 200 200 200 403",
+    "admin:legal_lawenforcementrequest_changelist": "login 2fa 403 403 403 403 200 200 200 403",
+    "admin:legal_lawenforcementrequest_add": "login 2fa 403 403 403 403 200 200 403 403",
+    "admin:legal_lawenforcementrequest_history": "login 2fa 403 403 403 403 200 200 200 403",
+    "admin:legal_lawenforcementrequest_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:legal_lawenforcementrequest_change": "login 2fa 403 403 403 403 200 200 200 403",
+    "admin/legal/lawenforcementrequest/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
     "admin:app_list": "login 2fa 200 200 200 200 200 200 200 200",
     "admin/(?P<url>.*)$": "login 2fa 404 404 404 404 404 404 404 404",
     "api:report-create": "401 401 401 401 401 401 401 401 401 401",

@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from cases.models import Case
+from legal import services
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the CyberTipline <report> XML a case gives: from its decision when decided, "
+        "otherwise the draft its reports' categories give. Problems against NCMEC's schema are "
+        "listed on stderr, field by field."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("case_id", type=int)
+
+    def handle(self, *args, case_id, **options):
+        case = Case.objects.filter(pk=case_id).first()
+        if case is None:
+            raise CommandError(f"No case #{case_id}.")
+        xml, problems = services.draft(case)
+        self.stdout.write(xml, ending="")
+        for problem in problems:
+            self.stderr.write(f"invalid: {problem}")
