@@ -549,3 +549,16 @@ def tick_checklist_item(case: Case, item: str, *, actor) -> EmergencyChecklistIt
             step.save()
             record_event(case, CaseEvent.Type.CHECKLIST_TICKED, actor, item=item, label=step.label)
     return step
+
+
+def complete_actions(case: Case, action_type: str, *, actor) -> int:
+    """The back office carried out the case's pending actions of this type itself (a
+    CyberTipline report filed, a law-enforcement referral made): mark them done, in their
+    history with who did it. Returns how many."""
+    done = 0
+    for action in case.actions.filter(type=action_type, status=EnforcementAction.Status.PENDING):
+        action.status = EnforcementAction.Status.DONE
+        action._history_user = actor
+        action.save(update_fields=["status"])
+        done += 1
+    return done

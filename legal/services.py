@@ -16,8 +16,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bakkme_safety.policy import Priority
+from bakkme_safety.policy import ActionType, Priority
 from cases.models import Case
+from cases.services import complete_actions
 from evidence import custody, holds, vault
 from evidence.models import CustodyEvent
 
@@ -197,6 +198,7 @@ def _finish(report: CyberTiplineReport, user, client) -> None:
         if exc.code != ALREADY_FINISHED:  # finished before a crash: nothing more to do
             raise
     _save(report, user, status=Status.FINISHED, finished_at=timezone.now(), ncmec_message="")
+    complete_actions(report.case, ActionType.NCMEC_REPORT, actor=user)
 
 
 def file_report(case: Case, user, *, client: CyberTiplineClient | None = None):
@@ -277,7 +279,9 @@ def save_referral(referral: LawEnforcementReferral, user) -> LawEnforcementRefer
             referral.emergency = True
     referral._history_user = user
     referral.full_clean()
-    referral.save()
+    with transaction.atomic():
+        referral.save()
+        complete_actions(referral.case, ActionType.LAW_ENFORCEMENT_REFERRAL, actor=user)
     return referral
 
 

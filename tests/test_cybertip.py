@@ -358,3 +358,23 @@ def test_the_admin_shows_an_invalid_draft_field_by_field(integration, cso, filer
     page = client.get(f"/admin/legal/cybertiplinereport/case/{case.pk}/")
     assert b"does not validate" in page.content
     assert b"/report/incidentSummary/incidentType" in page.content
+
+
+def test_filing_and_referring_complete_the_actions_the_decision_prescribed(
+    ncmec, integration, cso, filer, senior
+):
+    from legal.models import LawEnforcementReferral
+
+    case = decide(case_with_evidence(integration, cso, filer), "csam_distribution", senior)
+    pending = dict(case.actions.values_list("type", "status"))
+    assert pending["ncmec_report"] == pending["law_enforcement_referral"] == "pending"
+    services.file_report(case, filer)
+    referral = LawEnforcementReferral(
+        case=case, agency="Placeholder Police", country="US", contact="desk", sent="summary"
+    )
+    services.save_referral(referral, filer)
+    done = dict(case.actions.values_list("type", "status"))
+    assert done["ncmec_report"] == done["law_enforcement_referral"] == "done"
+    assert done["remove_content"] == "pending"  # the platform's to carry out (webhooks)
+    ncmec_action = case.actions.get(type="ncmec_report")
+    assert ncmec_action.history.first().history_user == filer
