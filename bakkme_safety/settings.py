@@ -12,7 +12,6 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE as CSP_NONE
 from csp.constants import SELF as CSP_SELF
-from csp.constants import UNSAFE_INLINE as CSP_UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from bakkme_safety.keys import decode_master_key
@@ -446,14 +445,14 @@ CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("BAKKME_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
 
-# Content-Security-Policy (django-csp 4): everything from this server, no inline script, no
-# framing. Inline *styles* are allowed: some of the project's templates and admin list columns
-# carry style="..." attributes (Django's admin templates have none); scripts never are.
+# Content-Security-Policy (django-csp 4): everything from this server, no inline script or
+# style, no framing. Only the API docs page (Swagger UI styles its elements inline) allows
+# inline styles (reports.api.views.ApiDocsView).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [CSP_SELF],
         "script-src": [CSP_SELF],
-        "style-src": [CSP_SELF, CSP_UNSAFE_INLINE],
+        "style-src": [CSP_SELF],
         "img-src": [CSP_SELF, "data:"],
         "font-src": [CSP_SELF],
         "connect-src": [CSP_SELF],
@@ -565,3 +564,15 @@ BAKKME_CYBERTIP_PUBLIC_SURFACES = [
 ]
 # Surfaces reported as chatImIncident; every other surface is a webPageIncident.
 BAKKME_CYBERTIP_CHAT_SURFACES = ["message", "chat"]
+
+# --- Hash banks and PDQ matching (reports/matching.py) -----------------------------------------
+# README "Hash banks and PDQ matching". A PDQ hash matches a bank entry at a Hamming distance of
+# at most this many bits (of 256; HMA's confident-match threshold; the index is exact up to 31).
+BAKKME_PDQ_MAX_DISTANCE = 31
+# PDQ's own quality score (0-100): below it the image has too little detail to match on.
+BAKKME_PDQ_MIN_QUALITY = 50
+# Each process checks the banks for changes at most this often and rebuilds its index when they
+# changed: a new entry matches within this many seconds.
+BAKKME_PDQ_INDEX_REFRESH_SECONDS = 60
+# Largest file POST /api/v1/match/ hashes (it is hashed in memory, never stored).
+BAKKME_MATCH_MAX_FILE_BYTES = 50 * 1024 * 1024

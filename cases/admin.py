@@ -101,9 +101,6 @@ class EscalatedToFilter(admin.SimpleListFilter):
         return queryset
 
 
-SLA_COLOURS = {"green": "#1b7f3b", "amber": "#b26a00", "red": "#c62828", "breached": "#6a1b9a"}
-
-
 @admin.register(Case)
 class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = (
@@ -171,11 +168,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             return "—"
         status = sla_status(case.sla_started_at, case.due_at, timezone.now())
         return format_html(
-            '<span class="sla sla-{}" style="color:{};font-weight:bold">{}: {}</span>',
-            status.state,
-            SLA_COLOURS[status.state],
-            status.state,
-            status.describe(),
+            '<span class="sla sla-{}">{}: {}</span>', status.state, status.state, status.describe()
         )
 
     # --- The workspace ---------------------------------------------------------------------
@@ -253,7 +246,6 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             "sla": sla_status(case.sla_started_at, case.due_at, now)
             if case.state in OPEN_STATES
             else None,
-            "sla_colours": SLA_COLOURS,
             "timeline": services.timeline(case),
             "decisions": case.decisions.select_related("decided_by"),
             "actions": case.actions.all(),
