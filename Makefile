@@ -53,6 +53,7 @@ bench: install
 	$(PY) bench/run.py
 	$(PY) bench/sla_sweep.py
 	$(PY) bench/evidence.py
+	$(PY) bench/pdq.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -57,6 +57,16 @@ _LEGAL_DOMAIN = [
     "legal.add_lawenforcementrequest",
     "legal.change_lawenforcementrequest",
 ]
+# The hash banks (reports.matching): entries added and corrected, matches read.
+_HASH_BANKS = [
+    "reports.view_hashbank",
+    "reports.add_hashbank",
+    "reports.change_hashbank",
+    "reports.view_hashentry",
+    "reports.add_hashentry",
+    "reports.change_hashentry",
+    "reports.view_hashmatch",
+]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     Role.REVIEWER: _REVIEWER,
@@ -67,6 +77,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cases.reopen_case",
         "cases.close_case",
         "reports.view_reporter_contact",
+        *_HASH_BANKS,
     ],
     # Legal staff see the cases granted to them (object permissions), not the whole queue.
     Role.LEGAL: [
@@ -79,6 +90,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cases.view_enforcementaction",
         *_EVIDENCE_LEGAL,
         *_LEGAL_DOMAIN,
+        *_HASH_BANKS,
     ],
     Role.CHILD_SAFETY_OFFICER: _REVIEWER
     + [
@@ -95,6 +107,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "staff.add_staffprofile",
         "staff.change_staffprofile",
         *_LEGAL_DOMAIN,
+        *_HASH_BANKS,
     ],
     Role.AUDITOR: [
         "staff.view_notification",

@@ -562,3 +562,74 @@ def complete_actions(case: Case, action_type: str, *, actor) -> int:
         action.save(update_fields=["status"])
         done += 1
     return done
+
+
+# --- Automatic actions on a CSAM hash match (policy section 4.3) --------------------------------
+
+AUTOMATIC_HASH_ACTIONS = (policy.ActionType.REMOVE_CONTENT, policy.ActionType.SUSPEND_ACCOUNT)
+
+
+def apply_csam_hash_match(item, matches) -> list[EnforcementAction]:
+    """An evidence item matched a CSAM bank: at once, pending human review, remove the content
+    and suspend the account; the case becomes child-safety work at P1 at least; a CyberTipline
+    draft is marked for legal. `matches` are the new reports.HashMatch rows.
+
+    Once per case and content: the same file arriving again adds its match to the timeline but
+    no second pair of actions. The actions go to the platform's webhook after commit.
+    """
+    content_id = (item.report.content_platform_id if item.report_id else "") or (
+        item.case.content_platform_id
+    )
+    detail = [
+        {"match": m.pk, "bank": m.entry.bank.name, "entry": m.entry_id, "distance": m.distance}
+        for m in matches
+    ]
+    created = []
+    with transaction.atomic():
+        case = _lock(item.case)
+        automatic = case.actions.filter(
+            decision__isnull=True,
+            type__in=AUTOMATIC_HASH_ACTIONS,
+            content_platform_id=content_id,
+        ).exclude(status=EnforcementAction.Status.CANCELLED)
+        if not automatic.exists():
+            for action_type in AUTOMATIC_HASH_ACTIONS:
+                action = EnforcementAction.objects.create(
+                    case=case,
+                    type=action_type,
+                    account_platform_id=case.account_platform_id,
+                    content_platform_id=content_id,
+                )
+                created.append(action)
+                record_event(
+                    case,
+                    CaseEvent.Type.ACTION_CREATED,
+                    None,
+                    action=action.pk,
+                    type=action_type,
+                    automatic="csam_hash_match",
+                    item=item.pk,
+                )
+        if case.priority > policy.Priority.P1 or not case.is_child_safety:
+            old = case.priority
+            case.priority = min(case.priority, policy.Priority.P1)
+            case.is_child_safety = True
+            due = policy.due_at_for(case.priority, case.sla_started_at)
+            if due < case.due_at:
+                start_window(case, case.sla_started_at, due, fresh=False)
+            _save(case, None, "automated CSAM hash match")
+            record_event(
+                case, CaseEvent.Type.PRIORITY_CHANGED, None, **{"from": old, "to": case.priority}
+            )
+        record_event(
+            case,
+            CaseEvent.Type.NOTE_ADDED,
+            None,
+            text="Automated CSAM hash match: CyberTipline draft to prepare.",
+            cybertip_draft=True,
+            item=item.pk,
+            hash_matches=detail,
+        )
+        if created:
+            transaction.on_commit(webhooks.queue_delivery, robust=True)
+    return created

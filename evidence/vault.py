@@ -210,6 +210,10 @@ def collect(
     except BaseException:
         evidence_storage().delete(sealed.storage_name)
         raise
+    # Matched against the hash banks at ingest; a CSAM match takes the automatic actions.
+    from reports.matching import match_item
+
+    match_item(item)
     return item
 
 

@@ -1,9 +1,10 @@
 from django.contrib import admin, messages
+from django.db.models import Count, Sum
 from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
 
-from .models import Integration, Report
+from .models import HashBank, HashEntry, HashMatch, Integration, Report
 from .services import create_integration
 
 
@@ -52,3 +53,65 @@ class IntegrationAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # deactivate instead: its reports keep pointing at it
+
+
+# --- Hash banks: senior reviewers, the CSO and legal staff (bakkme_safety/roles.py) -----------
+
+
+@admin.register(HashBank)
+class HashBankAdmin(admin.ModelAdmin):
+    list_display = ("name", "source", "enabled", "is_csam", "entry_count", "false_positive_count")
+    list_filter = ("source", "enabled", "is_csam")
+    search_fields = ("name",)
+    fields = ("name", "source", "enabled", "is_csam", "signal_types")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_entries=Count("entries"), n_false=Sum("entries__false_positives"))
+        )
+
+    @admin.display(description="entries", ordering="n_entries")
+    def entry_count(self, bank):
+        return bank.n_entries
+
+    @admin.display(description="false positives", ordering="n_false")
+    def false_positive_count(self, bank):
+        return bank.n_false or 0
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disable instead: its matches keep pointing at its entries
+
+
+@admin.register(HashEntry)
+class HashEntryAdmin(admin.ModelAdmin):
+    list_display = ("id", "bank", "signal_type", "value", "note", "false_positives", "created_at")
+    list_filter = ("signal_type", "bank")
+    list_select_related = ("bank",)
+    search_fields = ("=value",)
+    autocomplete_fields = ("bank",)
+    fields = ("bank", "signal_type", "value", "note", "false_positives")
+    readonly_fields = ("false_positives",)
+    show_full_result_count = False
+    ordering = ("-id",)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(HashMatch)
+class HashMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "item", "case_link", "entry", "bank", "distance", "created_at")
+    list_select_related = ("item", "entry__bank")
+    list_filter = ("entry__bank",)
+    show_full_result_count = False
+    ordering = ("-created_at",)
+
+    @admin.display(description="case")
+    def case_link(self, match):
+        return match.item.case_id
+
+    @admin.display(description="bank")
+    def bank(self, match):
+        return match.entry.bank.name

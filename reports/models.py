@@ -150,3 +150,116 @@ class Acknowledgment(WebhookDelivery):
         return (
             f"{self.get_kind_display()} for report {self.report_id} ({self.get_status_display()})"
         )
+
+
+# --- Hash banks (README "Hash banks and PDQ matching"; matching in reports/matching.py) --------
+
+
+class SignalType(models.TextChoices):
+    PDQ = "pdq", "PDQ (images)"
+    MD5 = "md5", "MD5 (exact file)"
+    SHA256 = "sha256", "SHA-256 (exact file)"
+
+
+# Hex digits of each signal type's hash.
+SIGNAL_HEX_LENGTH = {SignalType.PDQ: 64, SignalType.MD5: 32, SignalType.SHA256: 64}
+
+
+class HashBank(models.Model):
+    """A bank of known hashes: NCMEC's list, an industry share, or our own confirmed items.
+
+    A match against an enabled bank is recorded; a match against a CSAM bank (is_csam) also
+    triggers the automatic actions (cases.services.apply_csam_hash_match).
+    """
+
+    class BankSource(models.TextChoices):
+        NCMEC = "ncmec", "NCMEC"
+        INDUSTRY = "industry", "Industry sharing"
+        INTERNAL = "internal", "Internal"
+
+    name = models.CharField(max_length=100, unique=True)
+    source = models.CharField(max_length=16, choices=BankSource.choices)
+    enabled = models.BooleanField(default=True)
+    is_csam = models.BooleanField(
+        default=True, help_text="A match at once removes the content and suspends the account."
+    )
+    # Comma-separated SignalType values the bank takes (validated in clean()).
+    signal_types = models.CharField(max_length=32, default="pdq,md5,sha256")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def signal_type_list(self) -> list[str]:
+        return [s.strip() for s in self.signal_types.split(",") if s.strip()]
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        types = self.signal_type_list()
+        unknown = [s for s in types if s not in SignalType.values]
+        if unknown or not types:
+            raise ValidationError(
+                {"signal_types": f"Give a comma-separated list of {', '.join(SignalType.values)}."}
+            )
+        self.signal_types = ",".join(types)
+
+
+class HashEntry(models.Model):
+    """One known hash in a bank: lower-case hex, validated per signal type."""
+
+    bank = models.ForeignKey(HashBank, on_delete=models.CASCADE, related_name="entries")
+    signal_type = models.CharField(max_length=8, choices=SignalType.choices)
+    value = models.CharField(max_length=64)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Matches a reviewer overturned: shown in the bank's admin.
+    false_positives = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bank", "signal_type", "value"], name="hashentry_unique_per_bank"
+            )
+        ]
+        indexes = [models.Index(fields=["signal_type", "value"], name="hashentry_lookup")]
+        verbose_name_plural = "hash entries"
+
+    def __str__(self):
+        return f"{self.signal_type}:{self.value[:16]}… ({self.bank})"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from .hashbanks import normalise_hash
+
+        try:
+            self.value = normalise_hash(self.signal_type, self.value)
+        except ValueError as exc:
+            raise ValidationError({"value": str(exc)}) from None
+
+
+class HashMatch(models.Model):
+    """An evidence item matched a bank entry at ingest (distance 0 for exact hashes)."""
+
+    item = models.ForeignKey(
+        "evidence.EvidenceItem", on_delete=models.CASCADE, related_name="hash_matches"
+    )
+    # PROTECT: the record of why automatic actions happened outlives a careless delete;
+    # disable the bank instead.
+    entry = models.ForeignKey(HashEntry, on_delete=models.PROTECT, related_name="matches")
+    distance = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "entry"], name="hashmatch_once_per_item")
+        ]
+        ordering = ["-created_at", "pk"]
+        verbose_name_plural = "hash matches"
+
+    def __str__(self):
+        return f"Item {self.item_id} matched entry {self.entry_id} at distance {self.distance}"

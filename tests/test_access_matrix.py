@@ -34,6 +34,7 @@ from evidence import holds, packages, vault
 from evidence.models import CustodyEvent
 from evidence.samples import pattern_png
 from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
+from reports.models import HashBank, HashEntry, HashMatch
 from staff.models import Notification, StaffProfile
 from staff.services import notify
 
@@ -116,6 +117,9 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
         agency="placeholder", process_type="subpoena", received_on=timezone.localdate()
     )
     le_request.cases.add(case)
+    hash_bank = HashBank.objects.create(name="placeholder", source="internal", is_csam=False)
+    hash_entry = HashEntry.objects.create(bank=hash_bank, signal_type="md5", value="0" * 32)
+    hash_match = HashMatch.objects.create(item=item, entry=hash_entry, distance=0)
     StaticDevice.objects.create(user=people["assigned"], name="test factor", confirmed=True)
     TOTPDevice.objects.create(user=people["assigned"], name="phone", confirmed=True)
     (notification,) = notify(
@@ -137,6 +141,9 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
         "django_q_schedule": Schedule.objects.get(name="sla-sweep").pk,
         "reports_report": report.pk,
         "reports_integration": integration.pk,
+        "reports_hashbank": hash_bank.pk,
+        "reports_hashentry": hash_entry.pk,
+        "reports_hashmatch": hash_match.pk,
         "cases_case": case.pk,
         "cases_enforcementaction": action.pk,
         "staff_notification": notification.pk,
@@ -232,6 +239,7 @@ POST_ONLY = {
     "api:report-create",
     "api:report-batch",
     "api:report-media",
+    "api:match",
     "admin:legal_cybertiplinereport_file",
     "admin:legal_cybertiplinereport_retract",
 }
@@ -359,6 +367,24 @@ EXPECTED = {
     "admin:reports_integration_delete": "login 2fa 403 403 403 403 403 403 403 403",
     "admin:reports_integration_change": "login 2fa 403 403 403 403 403 403 200 200",
     "admin/reports/integration/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_hashbank_changelist": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashbank_add": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashbank_history": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashbank_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_hashbank_change": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin/reports/hashbank/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_hashentry_changelist": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashentry_add": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashentry_history": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashentry_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_hashentry_change": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin/reports/hashentry/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_hashmatch_changelist": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashmatch_add": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_hashmatch_history": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin:reports_hashmatch_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_hashmatch_change": "login 2fa 403 403 403 200 200 200 403 403",
+    "admin/reports/hashmatch/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
     "admin:cases_case_next": "login 2fa redirect redirect redirect redirect 403 redirect 403 403",
     "admin:cases_case_decide": "login 2fa 200 200 404 200 404 200 403 404",
     "admin:cases_case_escalate": "login 2fa 200 200 404 200 404 200 403 404",
@@ -468,6 +494,7 @@ EXPECTED = {
     "api:report-create": "401 401 401 401 401 401 401 401 401 401",
     "api:report-batch": "401 401 401 401 401 401 401 401 401 401",
     "api:report-media": "401 401 401 401 401 401 401 401 401 401",
+    "api:match": "401 401 401 401 401 401 401 401 401 401",
     "schema": "401 2fa 200 200 200 200 200 200 200 200",
     "api-docs": "login 2fa 200 200 200 200 200 200 200 200",
 }

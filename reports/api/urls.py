@@ -3,11 +3,13 @@ from django.urls import path
 from evidence.api import ReportMediaView
 
 from . import views
+from .match import MatchView
 
 app_name = "api"
 
 urlpatterns = [
     path("reports/", views.ReportCreateView.as_view(), name="report-create"),
     path("reports/batch/", views.ReportBatchView.as_view(), name="report-batch"),
+    path("match/", MatchView.as_view(), name="match"),
     path("reports/<int:report_id>/media/", ReportMediaView.as_view(), name="report-media"),
 ]
