@@ -307,28 +307,22 @@ def apply_preservation(le_request: LERequest, user) -> list:
         existing = list(le_request.holds.filter(released_at__isnull=True))
         held_cases = {h.case_id for h in existing if h.case_id}
         held_accounts = {h.account_platform_id for h in existing if h.account_platform_id}
-        for case in le_request.cases.all():
-            if case.pk not in held_cases:
-                placed.append(
-                    holds.place(
-                        by=user,
-                        reason=reason,
-                        authority="law_enforcement_request",
-                        authority_reference=reference,
-                        case=case,
-                    )
+        subjects = [{"case": c} for c in le_request.cases.all() if c.pk not in held_cases]
+        subjects += [
+            {"account_platform_id": account}
+            for account in le_request.account_ids()
+            if account not in held_accounts
+        ]
+        for subject in subjects:
+            placed.append(
+                holds.place(
+                    by=user,
+                    reason=reason,
+                    authority="law_enforcement_request",
+                    authority_reference=reference,
+                    **subject,
                 )
-        for account_id in le_request.account_ids():
-            if account_id not in held_accounts:
-                placed.append(
-                    holds.place(
-                        by=user,
-                        reason=reason,
-                        authority="law_enforcement_request",
-                        authority_reference=reference,
-                        account_platform_id=account_id,
-                    )
-                )
+            )
         if placed:
             le_request.holds.add(*placed)
     return placed
