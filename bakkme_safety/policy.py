@@ -108,6 +108,8 @@ class ActionType(models.TextChoices):
     DELETE_ACCOUNT_DATA = "delete_account_data", "Delete account data"
     NCMEC_REPORT = "ncmec_report", "NCMEC CyberTipline report"
     LAW_ENFORCEMENT_REFERRAL = "law_enforcement_referral", "Law-enforcement referral"
+    # Undoes an automatic removal or suspension a reviewer overturned (cases.services).
+    REINSTATE = "reinstate", "Reinstate"
 
 
 # Features a minor may not use (DESIGN.md: payments, fundraising, live hosting, monetization, tips).

@@ -67,6 +67,17 @@ _HASH_BANKS = [
     "reports.change_hashentry",
     "reports.view_hashmatch",
 ]
+# Detections reviewed, the lexicon and the blocked links edited (reports.textsignals).
+_DETECTIONS = [
+    "reports.view_detection",
+    "reports.review_detection",
+    "reports.view_lexiconterm",
+    "reports.add_lexiconterm",
+    "reports.change_lexiconterm",
+    "reports.view_blockedlink",
+    "reports.add_blockedlink",
+    "reports.change_blockedlink",
+]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     Role.REVIEWER: _REVIEWER,
@@ -78,6 +89,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cases.close_case",
         "reports.view_reporter_contact",
         *_HASH_BANKS,
+        *_DETECTIONS,
     ],
     # Legal staff see the cases granted to them (object permissions), not the whole queue.
     Role.LEGAL: [
@@ -108,6 +120,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "staff.change_staffprofile",
         *_LEGAL_DOMAIN,
         *_HASH_BANKS,
+        *_DETECTIONS,
     ],
     Role.AUDITOR: [
         "staff.view_notification",

@@ -576,3 +576,14 @@ BAKKME_PDQ_MIN_QUALITY = 50
 BAKKME_PDQ_INDEX_REFRESH_SECONDS = 60
 # Largest file POST /api/v1/match/ hashes (it is hashed in memory, never stored).
 BAKKME_MATCH_MAX_FILE_BYTES = 50 * 1024 * 1024
+
+# --- Detections: text and link signals, the internal bank (reports/textsignals.py) -------------
+# README "Detection". Each process recompiles the lexicon when it changed, checking at most this
+# often: a new or edited term applies within this many seconds.
+BAKKME_LEXICON_REFRESH_SECONDS = 60
+# Texts are scanned (lexicon and links) up to this many characters each.
+BAKKME_SIGNAL_MAX_TEXT_CHARS = 20_000
+# The bank a CSAM decision adds the case's evidence hashes to (created when missing).
+BAKKME_INTERNAL_HASH_BANK = "internal-confirmed"
+# The violations whose decision adds the evidence hashes to that bank.
+BAKKME_INTERNAL_BANK_VIOLATIONS = ["csam_distribution", "csam_possession"]

@@ -249,6 +249,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             "timeline": services.timeline(case),
             "decisions": case.decisions.select_related("decided_by"),
             "actions": case.actions.all(),
+            "detections": list(case.detections.select_related("reviewed_by")),
             "show_contact": user.has_perm("reports.view_reporter_contact"),
             "can_decide": case.state in OPEN_STATES and services.can_decide(user, case),
             "can_escalate": case.state in OPEN_STATES and user.has_perm("cases.escalate_case"),

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -415,6 +415,13 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
         # The reporters hear the outcome; the actions and the acknowledgments go to the platform
         # once this has committed (cases/webhooks.py).
         acknowledgments.acknowledge_decision(case, record.violation)
+        if record.violation in settings.BAKKME_INTERNAL_BANK_VIOLATIONS:
+            from reports.hashbanks import bank_case_evidence
+
+            added = bank_case_evidence(case)
+            record_event(
+                case, CaseEvent.Type.NOTE_ADDED, actor, text=f"{added} hashes added to the bank."
+            )
         transaction.on_commit(webhooks.queue_delivery, robust=True)
     return record
 
@@ -633,3 +640,98 @@ def apply_csam_hash_match(item, matches) -> list[EnforcementAction]:
         if created:
             transaction.on_commit(webhooks.queue_delivery, robust=True)
     return created
+
+
+def _hash_content_id(detection) -> str:
+    item = detection.item
+    if item is not None and item.report_id:
+        return item.report.content_platform_id or detection.case.content_platform_id
+    return detection.case.content_platform_id
+
+
+def review_detection(detection, actor, confirmed: bool):
+    """A reviewer confirms or overturns a detection (pending only).
+
+    Overturning a hash detection counts a false positive against its bank entry and undoes the
+    automatic actions on that content (apply_csam_hash_match) unless another hash detection on
+    the same content still stands: pending ones are cancelled, ones the platform may have carried
+    out (sent, confirmed, done, or in flight) get a reinstate action.
+    """
+    from reports.models import Detection, DetectionMethod, HashEntry
+
+    Outcome = Detection.Outcome
+    with transaction.atomic():
+        case = _lock(detection.case)
+        detection = (
+            Detection.objects.select_for_update(of=("self",))
+            .select_related("item__report", "case")
+            .get(pk=detection.pk)
+        )
+        if detection.outcome != Outcome.PENDING:
+            raise InvalidTransition(
+                f"This detection was {detection.get_outcome_display().lower()}."
+            )
+        now = timezone.now()
+        detection.outcome = Outcome.CONFIRMED if confirmed else Outcome.OVERTURNED
+        detection.reviewed_by = actor
+        detection.reviewed_at = now
+        detection.save(update_fields=["outcome", "reviewed_by", "reviewed_at"])
+        record_event(
+            case,
+            CaseEvent.Type.NOTE_ADDED,
+            actor,
+            text=f"{detection.get_method_display()} detection {detection.get_outcome_display()}.",
+            detection=detection.pk,
+        )
+        if confirmed or detection.method != DetectionMethod.HASH:
+            return detection
+        entry_id = detection.matched.get("entry")
+        if entry_id:
+            HashEntry.objects.filter(pk=entry_id).update(false_positives=F("false_positives") + 1)
+        content_id = _hash_content_id(detection)
+        others = (
+            Detection.objects.filter(case=case, method=DetectionMethod.HASH)
+            .exclude(pk=detection.pk)
+            .exclude(outcome=Outcome.OVERTURNED)
+            .select_related("item__report", "case")
+        )
+        if any(_hash_content_id(o) == content_id for o in others):
+            return detection
+        automatic = case.actions.select_for_update().filter(
+            decision__isnull=True, type__in=AUTOMATIC_HASH_ACTIONS, content_platform_id=content_id
+        )
+        reinstate = False
+        for action in automatic.exclude(status=EnforcementAction.Status.CANCELLED):
+            in_flight = action.in_flight_until is not None and action.in_flight_until > now
+            if action.status == EnforcementAction.Status.PENDING:
+                action.status = EnforcementAction.Status.CANCELLED
+                action._history_user = actor
+                action.save()
+                record_event(
+                    case,
+                    CaseEvent.Type.NOTE_ADDED,
+                    actor,
+                    text="Action cancelled.",
+                    action=action.pk,
+                )
+            if action.status != EnforcementAction.Status.CANCELLED or in_flight:
+                reinstate = True
+        if reinstate:
+            undo = EnforcementAction(
+                case=case,
+                type=policy.ActionType.REINSTATE,
+                account_platform_id=case.account_platform_id,
+                content_platform_id=content_id,
+            )
+            undo._history_user = actor
+            undo.save()
+            record_event(
+                case,
+                CaseEvent.Type.ACTION_CREATED,
+                actor,
+                action=undo.pk,
+                type=undo.type,
+                detection=detection.pk,
+            )
+            transaction.on_commit(webhooks.queue_delivery, robust=True)
+    return detection

@@ -4,7 +4,16 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
 
-from .models import HashBank, HashEntry, HashMatch, Integration, Report
+from .models import (
+    BlockedLink,
+    Detection,
+    HashBank,
+    HashEntry,
+    HashMatch,
+    Integration,
+    LexiconTerm,
+    Report,
+)
 from .services import create_integration
 
 
@@ -115,3 +124,75 @@ class HashMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="bank")
     def bank(self, match):
         return match.entry.bank.name
+
+
+# --- Detections and their lists: senior reviewers and the CSO (README "Detection") ------------
+
+
+@admin.register(LexiconTerm)
+class LexiconTermAdmin(SimpleHistoryAdmin):
+    list_display = ("pattern", "category", "weight", "enabled", "updated_at")
+    list_filter = ("enabled", "category")
+    search_fields = ("pattern", "note")
+    fields = ("pattern", "category", "weight", "enabled", "note")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disable instead: detections name their term
+
+
+@admin.register(BlockedLink)
+class BlockedLinkAdmin(SimpleHistoryAdmin):
+    list_display = ("value", "kind", "enabled", "note", "created_at")
+    list_filter = ("kind", "enabled")
+    search_fields = ("value", "note")
+    fields = ("value", "kind", "enabled", "note")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Detection)
+class DetectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "case", "method", "summary", "outcome", "reviewed_by", "created_at")
+    list_filter = ("method", "outcome")
+    list_select_related = ("reviewed_by",)
+    show_full_result_count = False
+    ordering = ("-created_at",)
+    actions = ("confirm", "overturn")
+
+    @admin.display(description="matched")
+    def summary(self, detection):
+        m = detection.matched or {}
+        if detection.method == "keyword":
+            return "; ".join(str(s["span"][2]) for s in m.get("spans", []))[:200]
+        if detection.method == "link":
+            return m.get("url", "")
+        if detection.method == "hash":
+            return f"{m.get('bank')} entry {m.get('entry')} at {m.get('distance')}"
+        return ""
+
+    def has_review_permission(self, request):
+        return request.user.has_perm("reports.review_detection")
+
+    def _review(self, request, queryset, confirmed: bool):
+        from cases.services import InvalidTransition, review_detection
+
+        done = 0
+        for detection in queryset:
+            try:
+                review_detection(detection, request.user, confirmed)
+                done += 1
+            except InvalidTransition as exc:
+                self.message_user(request, f"#{detection.pk}: {exc}", messages.WARNING)
+        self.message_user(request, f"{done} detection(s) reviewed.")
+
+    @admin.action(description="Confirm the selected detections", permissions=["review"])
+    def confirm(self, request, queryset):
+        self._review(request, queryset, True)
+
+    @admin.action(
+        description="Overturn the selected detections (reinstates automatic hash actions)",
+        permissions=["review"],
+    )
+    def overturn(self, request, queryset):
+        self._review(request, queryset, False)

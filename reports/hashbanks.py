@@ -85,3 +85,43 @@ def import_hashes(
             batch_size=5000,
         )
     return ImportResult(bank, created, len(new), len(parsed) - len(new))
+
+
+def bank_case_evidence(case) -> int:
+    """A CSAM decision: add the case's evidence items' MD5, SHA-256 and PDQ (when its quality
+    is enough to match on) to the internal bank (BAKKME_INTERNAL_HASH_BANK, CSAM, created when
+    missing). Once per item: a hash the bank holds already is skipped, so a case decided again
+    adds nothing twice. Answers how many entries were added."""
+    from django.conf import settings
+
+    from evidence.models import EvidenceItem
+
+    bank, _ = HashBank.objects.get_or_create(
+        name=settings.BAKKME_INTERNAL_HASH_BANK,
+        defaults={"source": HashBank.BankSource.INTERNAL, "is_csam": True},
+    )
+    types = bank.signal_type_list()
+    wanted: dict[tuple[str, str], str] = {}
+    for item in EvidenceItem.objects.filter(case=case).order_by("pk"):
+        note = f"case {case.pk}, evidence item {item.pk}"
+        values = {SignalType.MD5: item.md5, SignalType.SHA256: item.sha256}
+        quality = item.pdq_quality
+        if item.pdq and (quality is None or quality >= settings.BAKKME_PDQ_MIN_QUALITY):
+            values[SignalType.PDQ] = item.pdq
+        for signal_type, value in values.items():
+            if value and signal_type in types:
+                wanted.setdefault((signal_type, value.lower()), note)
+    if not wanted:
+        return 0
+    present = set(
+        HashEntry.objects.filter(bank=bank, value__in={v for _, v in wanted}).values_list(
+            "signal_type", "value"
+        )
+    )
+    new = [
+        HashEntry(bank=bank, signal_type=t, value=v, note=n)
+        for (t, v), n in wanted.items()
+        if (t, v) not in present
+    ]
+    HashEntry.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)

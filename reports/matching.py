@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q
 
 from .hashbanks import normalise_hash
-from .models import HashEntry, HashMatch, SignalType
+from .models import Detection, DetectionMethod, HashEntry, HashMatch, SignalType
 
 _CHUNKS = 16  # 16 chunks of 16 bits: exact for distances up to 2 * 16 - 1 = 31
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -193,8 +193,9 @@ def match_file(data: bytes) -> list[Match]:
 
 
 def match_item(item) -> list[HashMatch]:
-    """Match an evidence item at ingest; record each new match (once per item and entry) and,
-    for a CSAM bank, take the automatic actions (cases.services.apply_csam_hash_match)."""
+    """Match an evidence item at ingest; record each new match (once per item and entry) with
+    its hash detection (reports.Detection) and, for a CSAM bank, take the automatic actions
+    (cases.services.apply_csam_hash_match)."""
     from cases.services import apply_csam_hash_match
 
     matches = match_hashes(
@@ -210,6 +211,19 @@ def match_item(item) -> list[HashMatch]:
         except IntegrityError:  # matched before (at-least-once delivery): nothing more to do
             continue
         created.append(record)
+    if created:
+        Detection.objects.bulk_create(
+            [
+                Detection(
+                    case_id=item.case_id,
+                    report_id=item.report_id,
+                    item=item,
+                    method=DetectionMethod.HASH,
+                    matched={**Match(m.entry, m.distance).as_json(), "match": m.pk},
+                )
+                for m in created
+            ]
+        )
     csam = [m for m in created if m.entry.bank.is_csam]
     if csam:
         apply_csam_hash_match(item, csam)

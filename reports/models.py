@@ -1,6 +1,7 @@
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.db import models
 
 from bakkme_safety.history import audit_history
@@ -263,3 +264,138 @@ class HashMatch(models.Model):
 
     def __str__(self):
         return f"Item {self.item_id} matched entry {self.entry_id} at distance {self.distance}"
+
+
+# --- Detections: automated signals on a case (README "Detection") ------------------------------
+
+
+class DetectionMethod(models.TextChoices):
+    HASH = "hash", "Hash match"
+    CLASSIFIER = "classifier", "Classifier"
+    KEYWORD = "keyword", "Keyword (lexicon)"
+    LINK = "link", "Blocked link"
+    BEHAVIOUR = "behaviour", "Behaviour rule"
+
+
+class Detection(models.Model):
+    """Something automatic flagged on a case, with what matched, and a reviewer's verdict.
+
+    `matched` by method: hash {"match", "entry", "bank", "signal_type", "distance"}; keyword
+    {"spans": [{"field", "span": [start, end, text], "term", "category", "weight"}], "score"};
+    link {"url", "field", "blocked", "kind", "blocked_value"}.
+    """
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        CONFIRMED = "confirmed", "Confirmed"
+        OVERTURNED = "overturned", "Overturned"
+
+    case = models.ForeignKey("cases.Case", on_delete=models.CASCADE, related_name="detections")
+    method = models.CharField(max_length=16, choices=DetectionMethod.choices)
+    matched = models.JSONField(default=dict)
+    report = models.ForeignKey(
+        Report, null=True, blank=True, on_delete=models.SET_NULL, related_name="detections"
+    )
+    item = models.ForeignKey(
+        "evidence.EvidenceItem",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="detections",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.PENDING)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["case", "created_at"], name="detection_case"),
+            models.Index(fields=["created_at", "method"], name="detection_created_method"),
+        ]
+        permissions = [("review_detection", "Can confirm or overturn a detection")]
+
+    def __str__(self):
+        return f"{self.get_method_display()} on case {self.case_id} ({self.get_outcome_display()})"
+
+    def spans(self) -> list:
+        return self.matched.get("spans", []) if isinstance(self.matched, dict) else []
+
+
+class LexiconTerm(models.Model):
+    """A coded term or pattern (a Python regular expression, matched case-insensitively) that
+    raises a keyword detection when a report's text or a message log contains it."""
+
+    pattern = models.CharField(max_length=500)
+    category = models.CharField(max_length=32, choices=Category.choices)
+    weight = models.PositiveSmallIntegerField(default=1)
+    enabled = models.BooleanField(default=True)
+    note = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audit_history()
+
+    class Meta:
+        ordering = ["pattern", "pk"]
+
+    def __str__(self):
+        return self.pattern
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from .textsignals import compile_pattern
+
+        try:
+            compile_pattern(self.pattern)
+        except ValueError as exc:
+            raise ValidationError({"pattern": str(exc)}) from None
+
+
+class BlockedLink(models.Model):
+    """A known distribution URL or domain, stored normalised (reports.textsignals). A domain
+    entry matches every URL on that domain and its subdomains."""
+
+    class Kind(models.TextChoices):
+        URL = "url", "URL"
+        DOMAIN = "domain", "Domain"
+
+    value = models.CharField(max_length=2000)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    enabled = models.BooleanField(default=True)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audit_history()
+
+    class Meta:
+        ordering = ["value"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "value"], name="blockedlink_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind}: {self.value}"
+
+    def save(self, *args, **kwargs):
+        """Stored normalised however it was made (admin form, code, a data import)."""
+        self.clean()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from .textsignals import normalise_domain, normalise_url
+
+        try:
+            if self.kind == self.Kind.DOMAIN:
+                self.value = normalise_domain(self.value)
+            else:
+                self.value = normalise_url(self.value)
+        except ValueError as exc:
+            raise ValidationError({"value": str(exc)}) from None

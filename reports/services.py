@@ -12,6 +12,7 @@ from cases.services import attach_reports
 
 from .acknowledgments import acknowledge_received
 from .models import Integration, Report
+from .textsignals import scan_reports
 
 # Concurrent intake of the same key or subject loses a unique-constraint race at most a few times.
 _INTAKE_ATTEMPTS = 3
@@ -119,6 +120,7 @@ def _ingest(integration, reports):
     if new:
         attach_reports(list(new.values()), now=timezone.now())
         acknowledge_received(list(new.values()))
+        scan_reports(list(new.values()))  # the lexicon and blocked links: a few queries a batch
     return [
         result if result is not None else IntakeResult(report, created=True)
         for result, report in zip(results, reports, strict=True)

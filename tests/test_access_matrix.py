@@ -34,7 +34,7 @@ from evidence import holds, packages, vault
 from evidence.models import CustodyEvent
 from evidence.samples import pattern_png
 from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
-from reports.models import HashBank, HashEntry, HashMatch
+from reports.models import BlockedLink, Detection, HashBank, HashEntry, HashMatch, LexiconTerm
 from staff.models import Notification, StaffProfile
 from staff.services import notify
 
@@ -120,6 +120,9 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
     hash_bank = HashBank.objects.create(name="placeholder", source="internal", is_csam=False)
     hash_entry = HashEntry.objects.create(bank=hash_bank, signal_type="md5", value="0" * 32)
     hash_match = HashMatch.objects.create(item=item, entry=hash_entry, distance=0)
+    detection = Detection.objects.create(case=case, method="keyword", matched={"spans": []})
+    lexicon_term = LexiconTerm.objects.create(pattern="placeholder-term-1", category="grooming")
+    blocked_link = BlockedLink.objects.create(value="blocked.example", kind="domain")
     StaticDevice.objects.create(user=people["assigned"], name="test factor", confirmed=True)
     TOTPDevice.objects.create(user=people["assigned"], name="phone", confirmed=True)
     (notification,) = notify(
@@ -144,6 +147,9 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
         "reports_hashbank": hash_bank.pk,
         "reports_hashentry": hash_entry.pk,
         "reports_hashmatch": hash_match.pk,
+        "reports_detection": detection.pk,
+        "reports_lexiconterm": lexicon_term.pk,
+        "reports_blockedlink": blocked_link.pk,
         "cases_case": case.pk,
         "cases_enforcementaction": action.pk,
         "staff_notification": notification.pk,
@@ -385,6 +391,26 @@ EXPECTED = {
     "admin:reports_hashmatch_delete": "login 2fa 403 403 403 403 403 403 403 403",
     "admin:reports_hashmatch_change": "login 2fa 403 403 403 200 200 200 403 403",
     "admin/reports/hashmatch/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_detection_changelist": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_detection_add": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_detection_history": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_detection_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_detection_change": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin/reports/detection/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_lexiconterm_changelist": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_lexiconterm_add": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_lexiconterm_history": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_lexiconterm_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_lexiconterm_change": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_lexiconterm_simple_history": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin/reports/lexiconterm/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_blockedlink_changelist": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_blockedlink_add": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_blockedlink_history": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_blockedlink_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_blockedlink_change": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_blockedlink_simple_history": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin/reports/blockedlink/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
     "admin:cases_case_next": "login 2fa redirect redirect redirect redirect 403 redirect 403 403",
     "admin:cases_case_decide": "login 2fa 200 200 404 200 404 200 403 404",
     "admin:cases_case_escalate": "login 2fa 200 200 404 200 404 200 403 404",
