@@ -587,3 +587,19 @@ BAKKME_SIGNAL_MAX_TEXT_CHARS = 20_000
 BAKKME_INTERNAL_HASH_BANK = "internal-confirmed"
 # The violations whose decision adds the evidence hashes to that bank.
 BAKKME_INTERNAL_BANK_VIOLATIONS = ["csam_distribution", "csam_possession"]
+
+# --- Account events, behaviour rules and ban evasion (reports/rules.py, reports/events.py) -----
+# README "Detection". POST /api/v1/events/ takes at most this many events a request.
+BAKKME_API_EVENTS_MAX = 500
+# The window each behaviour rule counts in; a rule hits an adult at most once per window.
+BAKKME_RULE_WINDOW_HOURS = 24
+# An adult messaging this many distinct minors who are not mutual followers within the window.
+BAKKME_RULE_MINOR_CONTACTS = 5
+# An adult sending this many gifts or payments to minors' live streams within the window.
+BAKKME_RULE_GIFTS_TO_MINORS = 3
+# The category and priority of the case a behaviour rule opens or joins for the adult.
+BAKKME_RULE_CASE_CATEGORY = "grooming"
+BAKKME_RULE_CASE_SURFACE = "profile"
+# An account_created or login event matching a banned account's identifiers also creates a
+# suspend_account action at once (pending human review).
+BAKKME_BAN_EVASION_AUTO_TERMINATE = True

@@ -412,6 +412,10 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
             record_event(
                 case, CaseEvent.Type.ACTION_CREATED, actor, action=action.pk, type=action_type
             )
+        if policy.ActionType.PERMANENT_BAN in decision.actions():
+            from reports.banevasion import list_banned_account
+
+            list_banned_account(case)  # README "Detection": the ban-evasion list
         # The reporters hear the outcome; the actions and the acknowledgments go to the platform
         # once this has committed (cases/webhooks.py).
         acknowledgments.acknowledge_decision(case, record.violation)

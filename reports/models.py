@@ -399,3 +399,87 @@ class BlockedLink(models.Model):
                 self.value = normalise_url(self.value)
         except ValueError as exc:
             raise ValidationError({"value": str(exc)}) from None
+
+
+# --- Account events and behaviour rules (README "Detection"; rules in reports/rules.py) --------
+
+
+class AccountEvent(models.Model):
+    """One thing an account did on the platform, as the platform's integration sent it.
+
+    Written once (POST /api/v1/events/), exactly once per idempotency key per integration.
+    Ages are the platform's: an age in years or an age band (either side may give either).
+    `identifiers` (account_created and login only): device_fingerprint, email, phone, ip.
+    """
+
+    class Type(models.TextChoices):
+        MESSAGE_SENT = "message_sent", "Message sent"
+        FOLLOW_REQUEST = "follow_request", "Follow request"
+        GIFT_OR_PAYMENT = "gift_or_payment", "Gift or payment"
+        GROUP_INVITE = "group_invite", "Group invite"
+        ACCOUNT_CREATED = "account_created", "Account created"
+        LOGIN = "login", "Login"
+
+    integration = models.ForeignKey(
+        Integration, on_delete=models.PROTECT, related_name="account_events"
+    )
+    idempotency_key = models.CharField(max_length=200)
+    payload_sha256 = models.CharField(max_length=64, editable=False)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    occurred_at = models.DateTimeField()
+    actor_platform_id = models.CharField(max_length=100)
+    actor_age = models.PositiveSmallIntegerField(null=True, blank=True)
+    actor_age_band = models.CharField(max_length=16, choices=AgeBand.choices, blank=True)
+    target_platform_id = models.CharField(max_length=100, blank=True)
+    target_age = models.PositiveSmallIntegerField(null=True, blank=True)
+    target_age_band = models.CharField(max_length=16, choices=AgeBand.choices, blank=True)
+    mutual_followers = models.BooleanField(null=True, blank=True)
+    surface = models.CharField(max_length=32, choices=Surface.choices, blank=True)
+    identifiers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "idempotency_key"],
+                name="accountevent_idempotency_key_per_integration",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["actor_platform_id", "occurred_at"], name="accountevent_actor"),
+        ]
+        ordering = ["occurred_at", "pk"]
+
+    def __str__(self):
+        return f"{self.get_type_display()} by {self.actor_platform_id} at {self.occurred_at}"
+
+
+class BanEvasionIdentifier(models.Model):
+    """An identifier of a permanently banned account (reports/banevasion.py): a device
+    fingerprint, a normalised e-mail's SHA-256, a phone number's SHA-256, or an IP address.
+    created_at is when it was listed (for an IP, when it was last known to be the account's)."""
+
+    class Kind(models.TextChoices):
+        DEVICE = "device", "Device fingerprint"
+        EMAIL_HASH = "email_hash", "E-mail (SHA-256)"
+        PHONE_HASH = "phone_hash", "Phone (SHA-256)"
+        IP = "ip", "IP address"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.CharField(max_length=200)
+    account_platform_id = models.CharField(max_length=100)
+    source_case = models.ForeignKey(
+        "cases.Case", on_delete=models.PROTECT, related_name="ban_evasion_identifiers"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "value", "source_case"], name="banevasion_once_per_case"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "value"], name="banevasion_lookup")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.account_platform_id}"

@@ -246,6 +246,7 @@ POST_ONLY = {
     "api:report-batch",
     "api:report-media",
     "api:match",
+    "api:events",
     "admin:legal_cybertiplinereport_file",
     "admin:legal_cybertiplinereport_retract",
 }
@@ -521,6 +522,7 @@ EXPECTED = {
     "api:report-batch": "401 401 401 401 401 401 401 401 401 401",
     "api:report-media": "401 401 401 401 401 401 401 401 401 401",
     "api:match": "401 401 401 401 401 401 401 401 401 401",
+    "api:events": "401 401 401 401 401 401 401 401 401 401",
     "schema": "401 2fa 200 200 200 200 200 200 200 200",
     "api-docs": "login 2fa 200 200 200 200 200 200 200 200",
 }

@@ -114,3 +114,82 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True)
+
+
+# --- Account events (POST /api/v1/events/) -----------------------------------------------------
+
+IDENTIFIER_EVENT_TYPES = ("account_created", "login")
+TARGETED_EVENT_TYPES = ("message_sent", "follow_request", "gift_or_payment", "group_invite")
+
+
+class EventPartySerializer(serializers.Serializer):
+    platform_id = serializers.CharField(max_length=100)
+    age = serializers.IntegerField(min_value=0, max_value=150, required=False, allow_null=True)
+    age_band = serializers.ChoiceField(choices=AgeBand.choices, required=False, allow_blank=True)
+
+
+class EventIdentifiersSerializer(serializers.Serializer):
+    device_fingerprint = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    ip = serializers.IPAddressField(required=False, allow_blank=True)
+
+
+class EventInSerializer(serializers.Serializer):
+    """One account event from the platform."""
+
+    idempotency_key = serializers.CharField(max_length=200)
+    type = serializers.ChoiceField(
+        choices=[
+            "message_sent",
+            "follow_request",
+            "gift_or_payment",
+            "group_invite",
+            "account_created",
+            "login",
+        ]
+    )
+    occurred_at = serializers.DateTimeField()
+    actor = EventPartySerializer()
+    target = EventPartySerializer(required=False, allow_null=True)
+    mutual_followers = serializers.BooleanField(required=False, allow_null=True, default=None)
+    surface = serializers.ChoiceField(choices=Surface.choices, required=False, allow_blank=True)
+    identifiers = EventIdentifiersSerializer(required=False)
+
+    def validate_occurred_at(self, value):
+        skew = timedelta(seconds=settings.BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS)
+        if value > timezone.now() + skew:
+            raise serializers.ValidationError("occurred_at is in the future.")
+        return value
+
+    def validate(self, attrs):
+        kind = attrs["type"]
+        if kind in TARGETED_EVENT_TYPES and not attrs.get("target"):
+            raise serializers.ValidationError({"target": [f"A {kind} event needs a target."]})
+        if attrs.get("identifiers") and kind not in IDENTIFIER_EVENT_TYPES:
+            raise serializers.ValidationError(
+                {"identifiers": ["Only account_created and login events carry identifiers."]}
+            )
+        return attrs
+
+
+class EventBatchInSerializer(serializers.Serializer):
+    events = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+
+    def validate_events(self, value):
+        limit = settings.BAKKME_API_EVENTS_MAX
+        if len(value) > limit:
+            raise serializers.ValidationError(
+                f"A request holds at most {limit} events; this one has {len(value)}."
+            )
+        return value
+
+
+class EventAcceptedSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="201 stored, 200 repeated key")
+
+
+class EventResultSerializer(serializers.Serializer):
+    results = EventAcceptedSerializer(many=True)

@@ -10,6 +10,7 @@ app_name = "api"
 urlpatterns = [
     path("reports/", views.ReportCreateView.as_view(), name="report-create"),
     path("reports/batch/", views.ReportBatchView.as_view(), name="report-batch"),
+    path("events/", views.EventCreateView.as_view(), name="events"),
     path("match/", MatchView.as_view(), name="match"),
     path("reports/<int:report_id>/media/", ReportMediaView.as_view(), name="report-media"),
 ]

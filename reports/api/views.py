@@ -11,11 +11,16 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView
 
+from reports.events import EventConflict, build_event, ingest_events
+from reports.events import fingerprint as event_fingerprint
 from reports.services import IdempotencyConflict, build_report, ingest_reports, payload_fingerprint
 
 from .serializers import (
     BatchInSerializer,
     BatchResultSerializer,
+    EventBatchInSerializer,
+    EventInSerializer,
+    EventResultSerializer,
     ReportAcceptedSerializer,
     ReportInSerializer,
 )
@@ -113,3 +118,58 @@ class ApiDocsView(SpectacularSwaggerSplitView):
         ):
             return redirect_to_login(self.request.get_full_path(), reverse("admin:login"))
         return super().handle_exception(exc)
+
+
+class EventCreateView(APIView):
+    """Take account events from the platform: one event, or {"events": [...]}.
+
+    All or nothing: any invalid event (400) or reused key (409) stores none of them.
+    """
+
+    @property
+    def max_body_bytes(self):
+        return settings.BAKKME_API_MAX_BATCH_BODY_BYTES
+
+    @extend_schema(
+        request=EventInSerializer,
+        responses={201: EventResultSerializer, 200: EventResultSerializer},
+        description='One event, or {"events": [...]} with up to BAKKME_API_EVENTS_MAX events. '
+        "201 when any event was stored; 200 when every key was seen before (same body).",
+    )
+    def post(self, request):
+        data = request.data
+        if isinstance(data, dict) and "events" in data:
+            batch = EventBatchInSerializer(data=data)
+            batch.is_valid(raise_exception=True)
+            payloads = data["events"]
+        else:
+            payloads = [data]
+        child = EventInSerializer()
+        events, errors = [], {}
+        for index, payload in enumerate(payloads):
+            if not isinstance(payload, dict):
+                errors[index] = {"non_field_errors": ["Each event is a JSON object."]}
+                continue
+            try:
+                valid = child.run_validation(payload)
+            except exceptions.ValidationError as exc:
+                errors[index] = as_serializer_error(exc)
+                continue
+            events.append(build_event(request.user, valid, event_fingerprint(payload)))
+        if errors:
+            if len(payloads) == 1 and "events" not in data:
+                return Response(errors[0], status=status.HTTP_400_BAD_REQUEST)
+            body = {"events": [{"index": i, "errors": e} for i, e in errors.items()]}
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            results = ingest_events(request.user, events)
+        except EventConflict as exc:
+            return Response({"idempotency_key": [str(exc)]}, status=status.HTTP_409_CONFLICT)
+        body = {
+            "results": [
+                {"index": i, "id": r.event.pk, "status": 201 if r.created else 200}
+                for i, r in enumerate(results)
+            ]
+        }
+        created = any(r.created for r in results)
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
