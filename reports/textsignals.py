@@ -9,6 +9,7 @@ matches its subdomains too). So a batch of reports costs a fixed number of queri
 size.
 """
 
+import json
 import re
 import threading
 import time
@@ -268,4 +269,25 @@ def scan_reports(reports) -> list[Detection]:
         for r in reports
     ]
     detections = _scan(batch)
+    return Detection.objects.bulk_create(detections) if detections else []
+
+
+def scan_message_log(item, plaintext: bytes) -> list[Detection]:
+    """Apply the lexicon and the blocked links to a communication log collected as evidence:
+    JSON, a list of messages (objects with a "text", or strings). Anything else is not a log
+    this can read, and is left alone (it is preserved all the same)."""
+    try:
+        messages = json.loads(plaintext)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(messages, list):
+        return []
+    texts = {}
+    for index, message in enumerate(messages):
+        text = message.get("text") if isinstance(message, dict) else message
+        if isinstance(text, str) and text:
+            texts[f"message[{index}]"] = text
+    if not texts:
+        return []
+    detections = scan_texts(texts, case_id=item.case_id, item=item)
     return Detection.objects.bulk_create(detections) if detections else []

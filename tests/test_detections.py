@@ -262,3 +262,29 @@ def test_a_blocked_link_made_in_code_is_stored_normalised(db):
 
     link = BlockedLink.objects.create(kind="url", value="HTTPS://WWW.Example.test:443/Path/")
     assert link.value == textsignals.normalise_url("https://example.test/Path")
+
+
+def test_message_logs_collected_as_evidence_meet_the_lexicon_and_the_blocked_links(integration):
+    import io
+    import json
+
+    from evidence import vault
+    from evidence.models import EvidenceKind
+
+    LexiconTerm.objects.create(pattern="codeword-alpha", category="grooming")
+    BlockedLink.objects.create(value="blocked.example", kind="domain")
+    case = make_report(integration).case
+    log = [
+        {"from": "u-1", "text": "placeholder hello"},
+        {"from": "u-2", "text": "see codeword-alpha at https://files.blocked.example/x"},
+    ]
+    item = vault.collect(
+        io.BytesIO(json.dumps(log).encode()), case=case, kind=EvidenceKind.COMMUNICATION_LOG
+    )
+    found = {d.method: d for d in Detection.objects.filter(item=item)}
+    assert set(found) == {"keyword", "link"}
+    assert found["keyword"].matched["spans"][0]["field"] == "message[1]"
+    assert all(d.case_id == case.pk for d in found.values())
+    # A file that is not a message log is preserved and left alone.
+    vault.collect(io.BytesIO(b"not json"), case=case, kind=EvidenceKind.COMMUNICATION_LOG)
+    assert Detection.objects.filter(case=case).count() == 2
