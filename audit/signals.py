@@ -68,21 +68,27 @@ def _logged_in(sender, request, user, **kwargs):
     record(Action.LOGIN, obj=user, actor=user, request=request)
 
 
-@receiver(user_login_failed, dispatch_uid="audit_login_failed")
-def _login_failed(sender, credentials, request=None, **kwargs):
-    # Only the username tried: Django has already masked the password, and nothing else is kept.
-    username = str(credentials.get(User.USERNAME_FIELD) or credentials.get("username") or "")
-    username = username[:150]
+def _record_about_username(action, username, request, **detail):
+    """An event about a login attempt: the account it named (when there is one) is its object,
+    and the username tried is kept as given (nobody is logged in to be the actor)."""
+    username = str(username or "")[:150]
     target = _user_named(username)
     record(
-        Action.LOGIN_FAILED,
+        action,
         obj=target,
         actor=None,
         request=request,
         object_type=target._meta.label_lower if target else "",
         object_repr=username,
-        detail={"username": username},
+        detail={"username": username, **detail},
     )
+
+
+@receiver(user_login_failed, dispatch_uid="audit_login_failed")
+def _login_failed(sender, credentials, request=None, **kwargs):
+    # Only the username tried: Django has already masked the password, and nothing else is kept.
+    username = credentials.get(User.USERNAME_FIELD) or credentials.get("username")
+    _record_about_username(Action.LOGIN_FAILED, username, request)
 
 
 @receiver(user_logged_out, dispatch_uid="audit_logout")
@@ -96,20 +102,12 @@ def _logged_out(sender, request, user, **kwargs):
 def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
     from django.conf import settings
 
-    username = str(username or "")[:150]
-    target = _user_named(username)
-    record(
+    _record_about_username(
         Action.LOCKOUT,
-        obj=target,
-        actor=None,
-        request=request,
-        object_type=target._meta.label_lower if target else "",
-        object_repr=username,
-        detail={
-            "username": username,
-            "failure_limit": settings.AXES_FAILURE_LIMIT,
-            "cooloff_minutes": settings.BAKKME_LOGIN_COOLOFF_MINUTES,
-        },
+        username,
+        request,
+        failure_limit=settings.AXES_FAILURE_LIMIT,
+        cooloff_minutes=settings.BAKKME_LOGIN_COOLOFF_MINUTES,
     )
 
 
