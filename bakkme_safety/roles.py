@@ -77,6 +77,9 @@ _DETECTIONS = [
     "reports.view_blockedlink",
     "reports.add_blockedlink",
     "reports.change_blockedlink",
+    # What the behaviour rules and the ban-evasion checks read (reports.events, .banevasion).
+    "reports.view_accountevent",
+    "reports.view_banevasionidentifier",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -583,6 +583,9 @@ BAKKME_MATCH_MAX_FILE_BYTES = 50 * 1024 * 1024
 BAKKME_LEXICON_REFRESH_SECONDS = 60
 # Texts are scanned (lexicon and links) up to this many characters each.
 BAKKME_SIGNAL_MAX_TEXT_CHARS = 20_000
+# A lexicon pattern gets at most this long on one text; one that runs out (catastrophic
+# backtracking) keeps what it found and is counted on its term in the admin.
+BAKKME_LEXICON_TIMEOUT_SECONDS = 0.05
 # The bank a CSAM decision adds the case's evidence hashes to (created when missing).
 BAKKME_INTERNAL_HASH_BANK = "internal-confirmed"
 # The violations whose decision adds the evidence hashes to that bank.
@@ -595,7 +598,9 @@ BAKKME_API_EVENTS_MAX = 500
 BAKKME_RULE_WINDOW_HOURS = 24
 # An adult messaging this many distinct minors who are not mutual followers within the window.
 BAKKME_RULE_MINOR_CONTACTS = 5
-# An adult sending this many gifts or payments to minors' live streams within the window.
+# An adult sending this many gifts or payments to minors' live streams within the window. The
+# policy says "repeatedly" and gives no number: 3 is the smallest count that is a repetition
+# beyond a one-off pair; the Child Safety Officer sets the real one (issue 5's note).
 BAKKME_RULE_GIFTS_TO_MINORS = 3
 # The category and priority of the case a behaviour rule opens or joins for the adult.
 BAKKME_RULE_CASE_CATEGORY = "grooming"
@@ -603,3 +608,6 @@ BAKKME_RULE_CASE_SURFACE = "profile"
 # An account_created or login event matching a banned account's identifiers also creates a
 # suspend_account action at once (pending human review).
 BAKKME_BAN_EVASION_AUTO_TERMINATE = True
+# An IP address matches a banned account's only within this many days of the banned account's
+# last use of it (addresses are shared and reassigned); devices, e-mails and phones always.
+BAKKME_BAN_EVASION_IP_DAYS = 30

@@ -20,6 +20,7 @@ from bakkme_safety.paginators import EstimatedCountPaginator
 from bakkme_safety.policy import ActionType
 from bakkme_safety.roles import Role
 from bakkme_safety.webhooks import configured as webhook_configured
+from reports.events import with_events
 from staff import exposure
 
 from . import services, webhooks
@@ -249,7 +250,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             "timeline": services.timeline(case),
             "decisions": case.decisions.select_related("decided_by"),
             "actions": case.actions.all(),
-            "detections": list(case.detections.select_related("reviewed_by")),
+            "detections": with_events(list(case.detections.select_related("reviewed_by"))),
             "show_contact": user.has_perm("reports.view_reporter_contact"),
             "can_decide": case.state in OPEN_STATES and services.can_decide(user, case),
             "can_escalate": case.state in OPEN_STATES and user.has_perm("cases.escalate_case"),

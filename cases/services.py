@@ -658,8 +658,9 @@ def review_detection(detection, actor, confirmed: bool):
 
     Overturning a hash detection counts a false positive against its bank entry and undoes the
     automatic actions on that content (apply_csam_hash_match) unless another hash detection on
-    the same content still stands: pending ones are cancelled, ones the platform may have carried
-    out (sent, confirmed, done, or in flight) get a reinstate action.
+    the same content still stands. Overturning a ban-evasion detection undoes its automatic
+    suspension (reports.banevasion). Undoing: pending actions are cancelled; when one may have
+    been carried out (sent, confirmed, done, or in flight) a reinstate action follows.
     """
     from reports.models import Detection, DetectionMethod, HashEntry
 
@@ -687,7 +688,13 @@ def review_detection(detection, actor, confirmed: bool):
             text=f"{detection.get_method_display()} detection {detection.get_outcome_display()}.",
             detection=detection.pk,
         )
-        if confirmed or detection.method != DetectionMethod.HASH:
+        if confirmed:
+            return detection
+        if detection.method == DetectionMethod.BAN_EVASION:
+            automatic = case.actions.filter(pk=detection.matched.get("action"))
+            _undo_automatic(case, automatic, actor, detection, "", now)
+            return detection
+        if detection.method != DetectionMethod.HASH:
             return detection
         entry_id = detection.matched.get("entry")
         if entry_id:
@@ -701,41 +708,47 @@ def review_detection(detection, actor, confirmed: bool):
         )
         if any(_hash_content_id(o) == content_id for o in others):
             return detection
-        automatic = case.actions.select_for_update().filter(
+        automatic = case.actions.filter(
             decision__isnull=True, type__in=AUTOMATIC_HASH_ACTIONS, content_platform_id=content_id
         )
-        reinstate = False
-        for action in automatic.exclude(status=EnforcementAction.Status.CANCELLED):
-            in_flight = action.in_flight_until is not None and action.in_flight_until > now
-            if action.status == EnforcementAction.Status.PENDING:
-                action.status = EnforcementAction.Status.CANCELLED
-                action._history_user = actor
-                action.save()
-                record_event(
-                    case,
-                    CaseEvent.Type.NOTE_ADDED,
-                    actor,
-                    text="Action cancelled.",
-                    action=action.pk,
-                )
-            if action.status != EnforcementAction.Status.CANCELLED or in_flight:
-                reinstate = True
-        if reinstate:
-            undo = EnforcementAction(
-                case=case,
-                type=policy.ActionType.REINSTATE,
-                account_platform_id=case.account_platform_id,
-                content_platform_id=content_id,
-            )
-            undo._history_user = actor
-            undo.save()
+        _undo_automatic(case, automatic, actor, detection, content_id, now)
+    return detection
+
+
+def _undo_automatic(case, automatic, actor, detection, content_id: str, now) -> None:
+    """Cancel the pending automatic actions; reinstate when one may have been carried out."""
+    reinstate = False
+    for action in automatic.select_for_update().exclude(status=EnforcementAction.Status.CANCELLED):
+        in_flight = action.in_flight_until is not None and action.in_flight_until > now
+        if action.status == EnforcementAction.Status.PENDING:
+            action.status = EnforcementAction.Status.CANCELLED
+            action._history_user = actor
+            action.save()
             record_event(
                 case,
-                CaseEvent.Type.ACTION_CREATED,
+                CaseEvent.Type.NOTE_ADDED,
                 actor,
-                action=undo.pk,
-                type=undo.type,
-                detection=detection.pk,
+                text="Action cancelled.",
+                action=action.pk,
             )
-            transaction.on_commit(webhooks.queue_delivery, robust=True)
-    return detection
+        if action.status != EnforcementAction.Status.CANCELLED or in_flight:
+            reinstate = True
+    if not reinstate:
+        return
+    undo = EnforcementAction(
+        case=case,
+        type=policy.ActionType.REINSTATE,
+        account_platform_id=case.account_platform_id,
+        content_platform_id=content_id,
+    )
+    undo._history_user = actor
+    undo.save()
+    record_event(
+        case,
+        CaseEvent.Type.ACTION_CREATED,
+        actor,
+        action=undo.pk,
+        type=undo.type,
+        detection=detection.pk,
+    )
+    transaction.on_commit(webhooks.queue_delivery, robust=True)

@@ -1,10 +1,13 @@
 from django.contrib import admin, messages
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
 
+from .banevasion import search_pairs
 from .models import (
+    AccountEvent,
+    BanEvasionIdentifier,
     BlockedLink,
     Detection,
     HashBank,
@@ -131,10 +134,11 @@ class HashMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(LexiconTerm)
 class LexiconTermAdmin(SimpleHistoryAdmin):
-    list_display = ("pattern", "category", "weight", "enabled", "updated_at")
+    list_display = ("pattern", "category", "weight", "enabled", "timeouts", "updated_at")
     list_filter = ("enabled", "category")
     search_fields = ("pattern", "note")
-    fields = ("pattern", "category", "weight", "enabled", "note")
+    fields = ("pattern", "category", "weight", "enabled", "note", "timeouts", "last_timeout_at")
+    readonly_fields = ("timeouts", "last_timeout_at")
 
     def has_delete_permission(self, request, obj=None):
         return False  # disable instead: detections name their term
@@ -169,6 +173,12 @@ class DetectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return m.get("url", "")
         if detection.method == "hash":
             return f"{m.get('bank')} entry {m.get('entry')} at {m.get('distance')}"
+        if detection.method == "behaviour":
+            counts = ", ".join(f"{k} {v}" for k, v in (m.get("counts") or {}).items())
+            return f"{m.get('rule')}: {counts} ({len(m.get('events', []))} events)"
+        if detection.method == "ban_evasion":
+            kinds = ", ".join(m.get("kinds", []))
+            return f"{kinds} of {m.get('banned_account')}, banned in case {m.get('original_case')}"
         return ""
 
     def has_review_permission(self, request):
@@ -196,3 +206,62 @@ class DetectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     def overturn(self, request, queryset):
         self._review(request, queryset, False)
+
+
+# --- Account events and the ban-evasion list: read-only (README "Detection") ------------------
+
+
+@admin.register(AccountEvent)
+class AccountEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What the platform sent to POST /api/v1/events/, as it arrived: the record the behaviour
+    rules and the ban-evasion checks read."""
+
+    list_display = (
+        "occurred_at",
+        "type",
+        "actor_platform_id",
+        "actor_age_shown",
+        "target_platform_id",
+        "target_age_shown",
+        "mutual_followers",
+        "surface",
+    )
+    list_filter = ("type", "surface", "actor_age_band", "target_age_band")
+    search_fields = ("=actor_platform_id", "=target_platform_id", "=idempotency_key")
+    date_hierarchy = "occurred_at"
+    exclude = ("payload_sha256",)
+    show_full_result_count = False
+    ordering = ("-occurred_at", "-pk")
+
+    @admin.display(description="actor age")
+    def actor_age_shown(self, event):
+        return event.actor_age if event.actor_age is not None else event.actor_age_band or "—"
+
+    @admin.display(description="other's age")
+    def target_age_shown(self, event):
+        return event.target_age if event.target_age is not None else event.target_age_band or "—"
+
+
+@admin.register(BanEvasionIdentifier)
+class BanEvasionIdentifierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The identifiers of permanently banned accounts. Listed by the ban (cases.services);
+    searching for an e-mail address or a phone number looks up its hash."""
+
+    list_display = ("kind", "value", "account_platform_id", "source_case", "last_seen_at")
+    list_filter = ("kind",)
+    search_fields = ("=value",)  # the search box; get_search_results does the looking up
+    search_help_text = (
+        "An account id, a device fingerprint, an IP, or an e-mail address or phone number "
+        "(looked up by its hash)."
+    )
+    show_full_result_count = False
+    ordering = ("-created_at", "-pk")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        where = Q(account_platform_id=term)
+        for kind, value in search_pairs(term):
+            where |= Q(kind=kind, value=value)
+        return queryset.filter(where), False

@@ -3,12 +3,15 @@
 A permanent_ban action (cases.services.decide_case) lists the banned account's identifiers known
 from its account_created and login events. A later account_created or login event of another
 account carrying one of them opens a P1 case for that account linked to the original case (a
-note naming it) and, per BAKKME_BAN_EVASION_AUTO_TERMINATE, a suspend_account action at once,
-pending human review. Once per evading account and original case.
+note naming it) with a ban_evasion detection, and, per BAKKME_BAN_EVASION_AUTO_TERMINATE, a
+suspend_account action at once, pending human review (overturning the detection undoes it). Once
+per evading account and original case. An IP matches only within BAKKME_BAN_EVASION_IP_DAYS of
+the banned account's last use of it.
 """
 
 import hashlib
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -17,7 +20,7 @@ from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Category, Source, Surface
 
-from .models import AccountEvent, BanEvasionIdentifier, Report
+from .models import AccountEvent, BanEvasionIdentifier, Detection, DetectionMethod, Report
 
 K = BanEvasionIdentifier.Kind
 GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
@@ -54,23 +57,54 @@ def identifiers_of(raw: dict) -> set[tuple[str, str]]:
     return found
 
 
+def search_pairs(term: str) -> set[tuple[str, str]]:
+    """The (kind, value) pairs a looked-up value could be listed as: itself as a device or an
+    IP, and as an e-mail or a phone number its normalised hash."""
+    term = term.strip()
+    raw = {"device_fingerprint": term, "ip": term}
+    if "@" in term:
+        raw["email"] = term
+    elif re.fullmatch(r"\+?[\d\s().-]{6,}", term):
+        raw["phone"] = term
+    return identifiers_of(raw)
+
+
 def list_banned_account(case) -> int:
-    """Add the identifiers of the case's account (from its account events) to the list."""
+    """Add the identifiers of the case's account (from its account events) to the list, each
+    with when the account last used it; listing again refreshes that."""
     if not case.account_platform_id:
         return 0
-    pairs = set()
-    for raw in AccountEvent.objects.filter(
+    last_seen: dict[tuple[str, str], object] = {}
+    for raw, occurred_at in AccountEvent.objects.filter(
         actor_platform_id=case.account_platform_id, type__in=IDENTIFIER_EVENTS
-    ).values_list("identifiers", flat=True):
-        pairs |= identifiers_of(raw or {})
+    ).values_list("identifiers", "occurred_at"):
+        for pair in identifiers_of(raw or {}):
+            last_seen[pair] = max(last_seen.get(pair, occurred_at), occurred_at)
     rows = [
         BanEvasionIdentifier(
-            kind=kind, value=value, account_platform_id=case.account_platform_id, source_case=case
+            kind=kind,
+            value=value,
+            account_platform_id=case.account_platform_id,
+            source_case=case,
+            last_seen_at=last_seen[(kind, value)],
         )
-        for kind, value in sorted(pairs)
+        for kind, value in sorted(last_seen)
     ]
-    BanEvasionIdentifier.objects.bulk_create(rows, ignore_conflicts=True)
+    BanEvasionIdentifier.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["kind", "value", "source_case"],
+        update_fields=["last_seen_at"],
+    )
     return len(rows)
+
+
+def _still_matches(row: BanEvasionIdentifier, event: AccountEvent) -> bool:
+    """An IP is the banned account's only for a while; the other identifiers for good."""
+    if row.kind != K.IP:
+        return True
+    seen = row.last_seen_at or row.created_at
+    return abs(event.occurred_at - seen) <= timedelta(days=settings.BAKKME_BAN_EVASION_IP_DAYS)
 
 
 def check_events(events: list[AccountEvent]) -> list:
@@ -101,6 +135,8 @@ def check_events(events: list[AccountEvent]) -> list:
             for row in listed.get(pair, []):
                 if row.account_platform_id == event.actor_platform_id:
                     continue  # the banned account itself
+                if not _still_matches(row, event):
+                    continue
                 hit = hits.setdefault(
                     (event.actor_platform_id, row.source_case_id),
                     {"row": row, "event": event, "kinds": set()},
@@ -141,12 +177,13 @@ def check_events(events: list[AccountEvent]) -> list:
     if not reports:
         return []
     attach_reports(reports, now=now)  # P1: other child safety
-    actions = []
+    actions, detections = [], []
     for report in reports:
         actor = report.account_platform_id
         hit = next(h for h in hits.values() if h.get("report") is report)
         case = Case.objects.get(pk=report.case_id)
         original = hit["row"].source_case
+        kinds = sorted(hit["kinds"])
         record_event(
             case,
             CaseEvent.Type.NOTE_ADDED,
@@ -154,9 +191,10 @@ def check_events(events: list[AccountEvent]) -> list:
             text=f"Ban evasion: matches the identifiers of the account banned in case "
             f"{original.pk} ({original.account_platform_id}).",
             ban_evasion_of_case=original.pk,
-            matched=sorted(hit["kinds"]),
+            matched=kinds,
             account_event=hit["event"].pk,
         )
+        action = None
         if settings.BAKKME_BAN_EVASION_AUTO_TERMINATE:
             action = EnforcementAction.objects.create(
                 case=case, type=ActionType.SUSPEND_ACCOUNT, account_platform_id=actor
@@ -170,6 +208,21 @@ def check_events(events: list[AccountEvent]) -> list:
                 automatic="ban_evasion",
             )
             actions.append(action)
+        detections.append(
+            Detection(
+                case=case,
+                report=report,
+                method=DetectionMethod.BAN_EVASION,
+                matched={
+                    "original_case": original.pk,
+                    "banned_account": original.account_platform_id,
+                    "kinds": kinds,
+                    "account_event": hit["event"].pk,
+                    "action": action.pk if action else None,
+                },
+            )
+        )
+    Detection.objects.bulk_create(detections)
     if actions:
         transaction.on_commit(queue_delivery, robust=True)
     return actions

@@ -184,3 +184,23 @@ def evaluate_behaviour(integration, new_events: list[AccountEvent]) -> list[Dete
         for report, (actor, hit) in zip(reports, hits, strict=True)
     ]
     return Detection.objects.bulk_create(detections)
+
+
+def with_events(detections: list[Detection]) -> list[Detection]:
+    """Give each behaviour and ban-evasion detection the account events it names (`.events`,
+    oldest first), so the case page shows what the adult did; one query for them all."""
+    wanted = {d.pk: _event_ids(d) for d in detections}
+    ids = {pk for pks in wanted.values() for pk in pks}
+    found = {e.pk: e for e in AccountEvent.objects.filter(pk__in=ids)} if ids else {}
+    for detection in detections:
+        detection.events = [found[pk] for pk in wanted[detection.pk] if pk in found]
+    return detections
+
+
+def _event_ids(detection: Detection) -> list[int]:
+    matched = detection.matched if isinstance(detection.matched, dict) else {}
+    if detection.method == DetectionMethod.BEHAVIOUR:
+        return [pk for pk in matched.get("events", []) if isinstance(pk, int)]
+    if detection.method == DetectionMethod.BAN_EVASION and matched.get("account_event"):
+        return [matched["account_event"]]
+    return []

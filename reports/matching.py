@@ -147,26 +147,26 @@ class Match:
 def match_hashes(
     *, md5: str = "", sha256: str = "", pdq: str = "", pdq_quality: int | None = None
 ) -> list[Match]:
-    """The enabled banks' entries these hashes match, exact hashes first. A PDQ hash with a
-    known quality below BAKKME_PDQ_MIN_QUALITY is not matched (too little detail to trust)."""
-    found: dict[int, int] = {}
+    """The enabled banks' entries these hashes match, nearest first. A PDQ hash with a known
+    quality below BAKKME_PDQ_MIN_QUALITY is not matched (too little detail to trust). One query
+    for the exact hashes, one more only when the PDQ index finds candidates."""
+    found: dict[int, Match] = {}
+    entries = HashEntry.objects.select_related("bank").filter(bank__enabled=True)
     exact = Q()
     if md5:
         exact |= Q(signal_type=SignalType.MD5, value=md5.lower())
     if sha256:
         exact |= Q(signal_type=SignalType.SHA256, value=sha256.lower())
     if exact:
-        for pk in HashEntry.objects.filter(exact, bank__enabled=True).values_list("pk", flat=True):
-            found[pk] = 0
+        for entry in entries.filter(exact):
+            found[entry.pk] = Match(entry, 0)
     if pdq and (pdq_quality is None or pdq_quality >= settings.BAKKME_PDQ_MIN_QUALITY):
-        for pk, distance in pdq_index().search(pdq.lower(), settings.BAKKME_PDQ_MAX_DISTANCE):
-            found.setdefault(pk, distance)
-    if not found:
-        return []
-    # The bank may have been disabled since the index was built: ask again.
-    entries = HashEntry.objects.select_related("bank").filter(pk__in=found, bank__enabled=True)
-    matches = [Match(entry, found[entry.pk]) for entry in entries]
-    return sorted(matches, key=lambda m: (m.distance, m.entry.pk))
+        near = dict(pdq_index().search(pdq.lower(), settings.BAKKME_PDQ_MAX_DISTANCE))
+        if near:
+            # Read again: the bank may have been disabled since the index was built.
+            for entry in entries.filter(pk__in=near):
+                found.setdefault(entry.pk, Match(entry, near[entry.pk]))
+    return sorted(found.values(), key=lambda m: (m.distance, m.entry.pk))
 
 
 def match_query(signal_type: str, value: str) -> list[Match]:

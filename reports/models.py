@@ -275,6 +275,7 @@ class DetectionMethod(models.TextChoices):
     KEYWORD = "keyword", "Keyword (lexicon)"
     LINK = "link", "Blocked link"
     BEHAVIOUR = "behaviour", "Behaviour rule"
+    BAN_EVASION = "ban_evasion", "Ban-evasion identifier"
 
 
 class Detection(models.Model):
@@ -282,7 +283,9 @@ class Detection(models.Model):
 
     `matched` by method: hash {"match", "entry", "bank", "signal_type", "distance"}; keyword
     {"spans": [{"field", "span": [start, end, text], "term", "category", "weight"}], "score"};
-    link {"url", "field", "blocked", "kind", "blocked_value"}.
+    link {"url", "field", "blocked", "kind", "blocked_value"}; behaviour {"actor", "rule",
+    "events", ...}; ban_evasion {"original_case", "banned_account", "kinds", "account_event",
+    "action"} (the automatic suspension, when one was taken).
     """
 
     class Outcome(models.TextChoices):
@@ -339,7 +342,10 @@ class LexiconTerm(models.Model):
     enabled = models.BooleanField(default=True)
     note = models.CharField(max_length=500, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = audit_history()
+    # Scans the pattern ran out of time on (BAKKME_LEXICON_TIMEOUT_SECONDS): rewrite it.
+    timeouts = models.PositiveIntegerField(default=0, editable=False)
+    last_timeout_at = models.DateTimeField(null=True, blank=True, editable=False)
+    history = audit_history(excluded_fields=["timeouts", "last_timeout_at"])
 
     class Meta:
         ordering = ["pattern", "pk"]
@@ -457,7 +463,8 @@ class AccountEvent(models.Model):
 class BanEvasionIdentifier(models.Model):
     """An identifier of a permanently banned account (reports/banevasion.py): a device
     fingerprint, a normalised e-mail's SHA-256, a phone number's SHA-256, or an IP address.
-    created_at is when it was listed (for an IP, when it was last known to be the account's)."""
+    created_at is when it was listed; last_seen_at when the banned account last used it (an IP
+    matches only within BAKKME_BAN_EVASION_IP_DAYS of that: addresses are reassigned)."""
 
     class Kind(models.TextChoices):
         DEVICE = "device", "Device fingerprint"
@@ -472,6 +479,7 @@ class BanEvasionIdentifier(models.Model):
         "cases.Case", on_delete=models.PROTECT, related_name="ban_evasion_identifiers"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -7,18 +7,28 @@ index. Blocked links are looked up in one query per batch: every link found in t
 is normalised, and the query asks for those URLs and for every domain they are on (a domain entry
 matches its subdomains too). So a batch of reports costs a fixed number of queries, whatever its
 size.
+
+Lexicon patterns are written by people and run on texts written by anyone, so they run under
+the `regex` module's timeout (BAKKME_LEXICON_TIMEOUT_SECONDS per pattern and text): a pattern
+that backtracks catastrophically stops there, keeps the spans found before, and is counted on
+its term (shown in the admin) instead of holding up intake.
 """
 
 import json
+import logging
 import re
 import threading
 import time
 from urllib.parse import quote, unquote, urlsplit
 
+import regex
 from django.conf import settings
-from django.db.models import Count, Max, Q
+from django.db.models import Count, F, Max, Q
+from django.utils import timezone
 
 from .models import BlockedLink, Detection, DetectionMethod, LexiconTerm
+
+logger = logging.getLogger(__name__)
 
 # --- Normalising links ------------------------------------------------------------------------
 
@@ -126,11 +136,12 @@ def blocked_links(urls) -> dict[str, BlockedLink]:
 # --- The lexicon ------------------------------------------------------------------------------
 
 
-def compile_pattern(pattern: str) -> re.Pattern:
-    """The term's compiled expression (case-insensitive), or ValueError saying what is wrong."""
+def compile_pattern(pattern: str) -> regex.Pattern:
+    """The term's compiled expression (case-insensitive; Python's `re` syntax), or ValueError
+    saying what is wrong."""
     try:
-        compiled = re.compile(pattern or "", re.IGNORECASE)
-    except re.error as exc:
+        compiled = regex.compile(pattern or "", regex.IGNORECASE | regex.VERSION0)
+    except regex.error as exc:
         raise ValueError(f"Not a valid regular expression: {exc}.") from None
     if compiled.search("") is not None:
         raise ValueError("The pattern matches empty text: it would flag every report.")
@@ -146,7 +157,7 @@ def lexicon_version() -> tuple:
     return (got["count"], got["last"])
 
 
-def lexicon() -> list[tuple[LexiconTerm, re.Pattern]]:
+def lexicon() -> list[tuple[LexiconTerm, regex.Pattern]]:
     """This process's compiled enabled terms, recompiled when the lexicon changed (checked at
     most every BAKKME_LEXICON_REFRESH_SECONDS). A stored term that no longer compiles is
     skipped (the admin refuses them)."""
@@ -179,28 +190,48 @@ def reset_lexicon() -> None:
 
 def lexicon_spans(texts: dict[str, str], terms=None) -> list[dict]:
     """Every lexicon hit in the texts ({field: text}), each {"field", "span": [start, end,
-    text], "term", "category", "weight"}. Texts are read up to BAKKME_SIGNAL_MAX_TEXT_CHARS."""
+    text], "term", "category", "weight"}. Texts are read up to BAKKME_SIGNAL_MAX_TEXT_CHARS; a
+    pattern that runs out of time on a text keeps the spans it found (_count_timeouts)."""
     limit = settings.BAKKME_SIGNAL_MAX_TEXT_CHARS
-    spans = []
+    timeout = settings.BAKKME_LEXICON_TIMEOUT_SECONDS
+    spans, timed_out = [], set()
     terms = lexicon() if terms is None else terms
     for field, text in texts.items():
         text = (text or "")[:limit]
         if not text:
             continue
         for term, compiled in terms:
-            for match in compiled.finditer(text):
-                if match.end() == match.start():
-                    continue
-                spans.append(
-                    {
-                        "field": field,
-                        "span": [match.start(), match.end(), match.group(0)],
-                        "term": term.pk,
-                        "category": term.category,
-                        "weight": term.weight,
-                    }
-                )
+            try:
+                for match in compiled.finditer(text, timeout=timeout):
+                    if match.end() == match.start():
+                        continue
+                    spans.append(
+                        {
+                            "field": field,
+                            "span": [match.start(), match.end(), match.group(0)],
+                            "term": term.pk,
+                            "category": term.category,
+                            "weight": term.weight,
+                        }
+                    )
+            except TimeoutError:
+                timed_out.add(term.pk)
+    if timed_out:
+        _count_timeouts(timed_out)
     return spans
+
+
+def _count_timeouts(term_ids: set[int]) -> None:
+    """Count a timeout on each term (the admin shows them, so the pattern gets rewritten)."""
+    logger.warning(
+        "Lexicon terms %s ran out of time (%s s) on a text; rewrite their patterns.",
+        sorted(term_ids),
+        settings.BAKKME_LEXICON_TIMEOUT_SECONDS,
+    )
+    # update() leaves updated_at alone: counting is not an edit, the compiled lexicon stays.
+    LexiconTerm.objects.filter(pk__in=term_ids).update(
+        timeouts=F("timeouts") + 1, last_timeout_at=timezone.now()
+    )
 
 
 # --- Detections -------------------------------------------------------------------------------

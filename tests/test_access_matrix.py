@@ -34,7 +34,16 @@ from evidence import holds, packages, vault
 from evidence.models import CustodyEvent
 from evidence.samples import pattern_png
 from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
-from reports.models import BlockedLink, Detection, HashBank, HashEntry, HashMatch, LexiconTerm
+from reports.models import (
+    AccountEvent,
+    BanEvasionIdentifier,
+    BlockedLink,
+    Detection,
+    HashBank,
+    HashEntry,
+    HashMatch,
+    LexiconTerm,
+)
 from staff.models import Notification, StaffProfile
 from staff.services import notify
 
@@ -123,6 +132,16 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
     detection = Detection.objects.create(case=case, method="keyword", matched={"spans": []})
     lexicon_term = LexiconTerm.objects.create(pattern="placeholder-term-1", category="grooming")
     blocked_link = BlockedLink.objects.create(value="blocked.example", kind="domain")
+    account_event = AccountEvent.objects.create(
+        integration=integration,
+        idempotency_key="placeholder-event",
+        type="login",
+        occurred_at=timezone.now(),
+        actor_platform_id="u-o",
+    )
+    banned_identifier = BanEvasionIdentifier.objects.create(
+        kind="device", value="placeholder-device", account_platform_id="u-o", source_case=other.case
+    )
     StaticDevice.objects.create(user=people["assigned"], name="test factor", confirmed=True)
     TOTPDevice.objects.create(user=people["assigned"], name="phone", confirmed=True)
     (notification,) = notify(
@@ -150,6 +169,8 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
         "reports_detection": detection.pk,
         "reports_lexiconterm": lexicon_term.pk,
         "reports_blockedlink": blocked_link.pk,
+        "reports_accountevent": account_event.pk,
+        "reports_banevasionidentifier": banned_identifier.pk,
         "cases_case": case.pk,
         "cases_enforcementaction": action.pk,
         "staff_notification": notification.pk,
@@ -412,6 +433,18 @@ EXPECTED = {
     "admin:reports_blockedlink_change": "login 2fa 403 403 403 200 403 200 403 403",
     "admin:reports_blockedlink_simple_history": "login 2fa 403 403 403 200 403 200 403 403",
     "admin/reports/blockedlink/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_accountevent_changelist": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_accountevent_add": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_accountevent_history": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_accountevent_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_accountevent_change": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin/reports/accountevent/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:reports_banevasionidentifier_changelist": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_banevasionidentifier_add": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_banevasionidentifier_history": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin:reports_banevasionidentifier_delete": "login 2fa 403 403 403 403 403 403 403 403",
+    "admin:reports_banevasionidentifier_change": "login 2fa 403 403 403 200 403 200 403 403",
+    "admin/reports/banevasionidentifier/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect",
     "admin:cases_case_next": "login 2fa redirect redirect redirect redirect 403 redirect 403 403",
     "admin:cases_case_decide": "login 2fa 200 200 404 200 404 200 403 404",
     "admin:cases_case_escalate": "login 2fa 200 200 404 200 404 200 403 404",

@@ -280,7 +280,9 @@ def test_a_permanent_ban_lists_the_accounts_identifiers(banned_case):
     }
 
 
-def test_an_email_variant_raises_a_p1_case_linked_to_the_original(api, banned_case, settings):
+def test_an_email_variant_raises_a_p1_case_linked_to_the_original(
+    api, banned_case, settings, client, senior
+):
     from cases.models import CaseEvent, EnforcementAction
 
     settings.BAKKME_BAN_EVASION_AUTO_TERMINATE = True
@@ -296,10 +298,19 @@ def test_an_email_variant_raises_a_p1_case_linked_to_the_original(api, banned_ca
     assert f"case {banned_case.pk}" in note.payload["text"]
     (action,) = EnforcementAction.objects.filter(case=case)
     assert action.type == "suspend_account" and action.decision is None
+    (detection,) = Detection.objects.filter(case=case)
+    assert detection.method == "ban_evasion" and detection.outcome == "pending"
+    assert detection.matched["original_case"] == banned_case.pk
+    assert detection.matched["kinds"] == ["email_hash"]
+    assert detection.matched["action"] == action.pk
+    client.force_login(senior)
+    page = client.get(f"/admin/cases/case/{case.pk}/change/").content.decode()
+    assert f'href="/admin/cases/case/{banned_case.pk}/change/">case #{banned_case.pk}' in page
     # Logging in again: no second case or action.
     api.post(URL, login(3, "new-1", email="firstlast@gmail.com"), format="json")
     assert Case.objects.filter(account_platform_id="new-1").count() == 1
     assert EnforcementAction.objects.filter(case=case).count() == 1
+    assert Detection.objects.filter(case=case).count() == 1
 
 
 def test_no_termination_when_the_setting_is_off_and_no_hit_for_others(api, banned_case, settings):
@@ -314,3 +325,81 @@ def test_no_termination_when_the_setting_is_off_and_no_hit_for_others(api, banne
     api.post(URL, login(4, "banned-1", device_fingerprint="dev-1"), format="json")
     assert not Case.objects.filter(account_platform_id="new-3").exists()
     assert Case.objects.filter(account_platform_id="banned-1").count() == 1
+
+
+@pytest.mark.parametrize("sent", [False, True])
+def test_overturning_a_ban_evasion_detection_undoes_the_suspension(
+    api, banned_case, senior, settings, sent
+):
+    from cases.models import EnforcementAction
+    from cases.services import review_detection
+
+    settings.BAKKME_BAN_EVASION_AUTO_TERMINATE = True
+    api.post(URL, login(2, "new-4", device_fingerprint="dev-1"), format="json")
+    case = Case.objects.get(account_platform_id="new-4")
+    (action,) = EnforcementAction.objects.filter(case=case)
+    if sent:  # the platform was told: it may have suspended the account
+        action.status = EnforcementAction.Status.SENT
+        action.save()
+    review_detection(Detection.objects.get(case=case), senior, confirmed=False)
+    action.refresh_from_db()
+    reinstated = EnforcementAction.objects.filter(case=case, type="reinstate")
+    if sent:
+        assert action.status == "sent"
+        assert reinstated.get().account_platform_id == "new-4"
+    else:
+        assert action.status == "cancelled"
+        assert not reinstated.exists()
+
+
+def test_an_ip_matches_only_while_the_banned_account_recently_used_it(
+    api, integration, senior, settings, django_capture_on_commit_callbacks
+):
+    from cases import services
+    from cases.services import DecisionInput
+
+    from .factories import make_report
+
+    settings.BAKKME_BAN_EVASION_IP_DAYS = 30
+    old = {**login(1, "banned-2", ip="192.0.2.7")}
+    old["occurred_at"] = (timezone.now() - timedelta(days=40)).isoformat()
+    api.post(URL, old, format="json")
+    case = make_report(integration, reported_account={"platform_id": "banned-2"}).case
+    with django_capture_on_commit_callbacks():
+        services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+    # The banned account used the address 40 days ago: a new account on it now is not a hit.
+    api.post(URL, login(2, "new-5", ip="192.0.2.7"), format="json")
+    assert not Case.objects.filter(account_platform_id="new-5").exists()
+    # Within the window (the policy number changed), the same address is.
+    settings.BAKKME_BAN_EVASION_IP_DAYS = 60
+    api.post(URL, login(3, "new-6", ip="192.0.2.7"), format="json")
+    assert Detection.objects.get(case__account_platform_id="new-6").matched["kinds"] == ["ip"]
+
+
+def test_the_ban_evasion_list_is_searched_by_an_email_variant(banned_case, client, senior):
+    from django.urls import reverse
+
+    client.force_login(senior)
+    url = reverse("admin:reports_banevasionidentifier_changelist")
+    response = client.get(url, {"q": "first.last+other@googlemail.com"})
+    assert response.status_code == 200
+    assert [r.kind for r in response.context["cl"].result_list] == ["email_hash"]
+    response = client.get(url, {"q": "someone.else@gmail.com"})
+    assert list(response.context["cl"].result_list) == []
+    response = client.get(url, {"q": "banned-1"})
+    assert len(response.context["cl"].result_list) == 2
+
+
+def test_the_case_page_shows_the_events_behind_a_behaviour_detection(api, client, senior, settings):
+    settings.BAKKME_RULE_MINOR_CONTACTS = 2
+    api.post(URL, {"events": [event(1), event(2)]}, format="json")
+    detection = Detection.objects.get()
+    client.force_login(senior)
+    response = client.get(f"/admin/cases/case/{detection.case_id}/change/")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert rules.MINOR_CONTACTS in page
+    assert "minor-1" in page and "minor-2" in page
+    # And the events are in their own admin list.
+    response = client.get("/admin/reports/accountevent/", {"q": "adult-1"})
+    assert len(response.context["cl"].result_list) == 2

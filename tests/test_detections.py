@@ -116,6 +116,38 @@ def test_a_bad_pattern_is_refused(pattern, client, senior):
     assert not LexiconTerm.objects.exists()
 
 
+def test_a_pattern_that_runs_out_of_time_is_cut_short_and_counted(integration, settings):
+    """A pattern that backtracks catastrophically on a text ((a|aa)+$ on forty a's and a full
+    stop takes billions of steps) stops at the timeout: the report is stored, the other terms
+    still match, and the slow term shows its timeout in the admin."""
+    settings.BAKKME_LEXICON_TIMEOUT_SECONDS = 0.01
+    slow = LexiconTerm.objects.create(pattern=r"(a|aa)+$", category="grooming")
+    LexiconTerm.objects.create(pattern="codeword-alpha", category="grooming")
+    report = make_report(
+        integration,
+        content={
+            "platform_id": "m-3",
+            "type": "message",
+            "text": "codeword-alpha " + "a" * 40 + ".",
+        },
+    )
+    (detection,) = Detection.objects.filter(case=report.case, method="keyword")
+    assert [s["span"][2] for s in detection.matched["spans"]] == ["codeword-alpha"]
+    slow.refresh_from_db()
+    assert slow.timeouts == 1 and slow.last_timeout_at is not None
+    assert slow.history.count() == 1  # counting is not an edit
+
+
+def test_the_lexicon_admin_shows_timeouts(client, senior):
+    LexiconTerm.objects.create(pattern="codeword-alpha", category="grooming")
+    LexiconTerm.objects.filter(pattern="codeword-alpha").update(timeouts=4)
+    client.force_login(senior)
+    response = client.get(reverse("admin:reports_lexiconterm_changelist"))
+    assert response.status_code == 200
+    assert "timeouts" in response.content.decode().lower()
+    assert response.context["cl"].result_list[0].timeouts == 4
+
+
 def test_intake_costs_the_same_queries_for_5_and_50_reports(integration):
     LexiconTerm.objects.create(pattern="placeholder-term-1", category="grooming")
     BlockedLink.objects.create(value="blocked.example", kind="domain")

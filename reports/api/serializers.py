@@ -25,7 +25,13 @@ class ReportedAccountSerializer(serializers.Serializer):
 class ContentSerializer(serializers.Serializer):
     platform_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
     type = serializers.SlugField(max_length=32, required=False, allow_blank=True)
-    text = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    text = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100_000,
+        help_text="The reported content's text (caption, comment or message): scanned for the "
+        "lexicon's terms and blocked links.",
+    )
     url = serializers.URLField(max_length=2000, required=False, allow_blank=True)
 
 
