@@ -33,7 +33,13 @@ def test_create_api_token_refuses_a_name_in_use():
         call_command("create_api_token", "platform-reports", stdout=StringIO())
 
 
-def test_seed_demo_makes_one_account_per_role_and_placeholder_reports():
+def test_seed_demo_makes_one_account_per_role_and_placeholder_reports(settings):
+    from reports import matching, textsignals
+    from reports.models import Detection
+
+    settings.BAKKME_PDQ_INDEX_REFRESH_SECONDS = settings.BAKKME_LEXICON_REFRESH_SECONDS = 0
+    matching.reset_index()
+    textsignals.reset_lexicon()
     out = StringIO()
     call_command("seed_demo", "--reports", "40", stdout=out)
     users = get_user_model().objects.filter(username__startswith="demo_")
@@ -43,13 +49,21 @@ def test_seed_demo_makes_one_account_per_role_and_placeholder_reports():
     }  # fmt: skip
     for user in users:
         assert user.username in out.getvalue()
-    assert Report.objects.count() == 40
+    # 40 demo reports, and the automated one the behaviour rule raised.
+    assert Report.objects.filter(idempotency_key__startswith="behaviour:").exists()
+    assert Report.objects.count() == 41
     assert Case.objects.exists()
     assert len({r.category for r in Report.objects.all()}) > 3
     # Generated pattern images as evidence, so the evidence pages are not empty in a demo.
     images = EvidenceItem.objects.all()
     assert images.count() == 12
     assert all(i.media_type == "image/png" and len(i.pdq) == 64 for i in images)
+    # A detection of each kind the demo lists feed, so those pages are not empty either: the
+    # first image is in the demo CSAM bank and takes the automatic actions.
+    methods = set(Detection.objects.values_list("method", flat=True))
+    assert methods == {"hash", "keyword", "link", "behaviour"}
+    hashed = Detection.objects.get(method="hash").case
+    assert {a.type for a in hashed.actions.all()} == {"remove_content", "suspend_account"}
 
 
 def test_seed_demo_passwords_log_in(client):

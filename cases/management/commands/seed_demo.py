@@ -12,14 +12,21 @@ from django.utils import timezone
 from bakkme_safety.policy import Category, Source, Surface
 from bakkme_safety.roles import Role
 from evidence import vault
+from evidence.images import analyse_image
 from evidence.samples import pattern_png
-from reports.models import Integration
+from reports.events import build_event, ingest_events
+from reports.events import fingerprint as event_fingerprint
+from reports.hashbanks import import_hashes
+from reports.models import BlockedLink, HashBank, Integration, LexiconTerm
 from reports.services import build_report, create_integration, ingest_reports, payload_fingerprint
 from staff.models import BackgroundCheck
 from staff.services import set_on_shift, update_compliance_record
 
 # Reports that get a generated pattern image as evidence, so the evidence pages have something.
 DEMO_IMAGES = 12
+# Demo detections: every Nth report's text carries the demo lexicon term or blocked link.
+DEMO_TERM, DEMO_TERM_EVERY = "placeholder-codeword", 25
+DEMO_DOMAIN, DEMO_LINK_EVERY = "blocked-demo.example", 40
 
 
 class Command(BaseCommand):
@@ -65,6 +72,7 @@ class Command(BaseCommand):
             self.stdout.write(f"API token for integration 'demo-platform': {token}")
 
         now = timezone.now()
+        self._seed_signal_lists(seed)
         categories = [c.value for c in Category]
         weights = [6 if c in ("grooming", "other", "csam") else 2 for c in categories]
         batch = []
@@ -81,7 +89,7 @@ class Command(BaseCommand):
                 "content": {
                     "platform_id": f"demo-c-{i}",
                     "type": "message",
-                    "text": f"Placeholder text for demo report {i}.",
+                    "text": _demo_text(i),
                 },
                 "reporter": {"platform_id": f"demo-r-{i}", "contact": f"demo-r-{i}"},
                 "description": "Placeholder description.",
@@ -91,9 +99,9 @@ class Command(BaseCommand):
             results = ingest_reports(integration, batch)
         stored = [r.report for r in results if getattr(r, "created", False)]
         self.stdout.write(f"{len(stored)} demo reports created.")
-        for report in stored[:DEMO_IMAGES]:
+        for n, report in enumerate(stored[:DEMO_IMAGES], start=1):
             vault.collect(
-                io.BytesIO(pattern_png(seed + report.pk)),
+                io.BytesIO(pattern_png(seed + n)),
                 case=report.case,
                 report=report,
                 original_name=f"demo-{report.pk}.png",
@@ -101,5 +109,52 @@ class Command(BaseCommand):
                 purpose="demo data (a generated pattern)",
             )
         self.stdout.write(
-            f"{min(len(stored), DEMO_IMAGES)} generated pattern images stored as evidence."
+            f"{min(len(stored), DEMO_IMAGES)} generated pattern images stored as evidence "
+            "(the first is in the demo CSAM bank: its case shows the automatic actions)."
         )
+        self._seed_behaviour(integration, now, seed)
+
+    def _seed_signal_lists(self, seed):
+        """A lexicon term, a blocked domain and a hash bank holding the first demo image's PDQ
+        (a generated pattern), so intake raises a detection of each kind."""
+        LexiconTerm.objects.get_or_create(
+            pattern=DEMO_TERM + r"-\d+",
+            defaults={"category": "grooming", "weight": 2, "note": "Demo term (placeholder)."},
+        )
+        BlockedLink.objects.get_or_create(
+            value=DEMO_DOMAIN, kind=BlockedLink.Kind.DOMAIN, defaults={"note": "Demo domain."}
+        )
+        first = analyse_image(pattern_png(seed + 1), "image/png", 0)
+        import_hashes(
+            "demo-csam-bank",
+            [f"{first.pdq},demo: the first demo image"],
+            "pdq",
+            source=HashBank.BankSource.INDUSTRY,
+        )
+        HashBank.objects.filter(name="demo-csam-bank").update(is_csam=True)
+
+    def _seed_behaviour(self, integration, now, seed):
+        """An adult messaging six minors who do not follow back: a behaviour detection."""
+        events = []
+        for n in range(6):
+            payload = {
+                "idempotency_key": f"demo-{seed}-event-{n}",
+                "type": "message_sent",
+                "occurred_at": now - timedelta(minutes=60 - n),
+                "actor": {"platform_id": "demo-adult-1", "age": 34},
+                "target": {"platform_id": f"demo-minor-{n}", "age_band": "13_15"},
+                "mutual_followers": False,
+                "surface": "message",
+            }
+            events.append(build_event(integration, payload, event_fingerprint(payload)))
+        ingest_events(integration, events)
+        self.stdout.write("6 account events: an adult messaging six minors (a behaviour rule).")
+
+
+def _demo_text(i: int) -> str:
+    text = f"Placeholder text for demo report {i}."
+    if i % DEMO_TERM_EVERY == 0:
+        text += f" {DEMO_TERM}-{i}"
+    if i % DEMO_LINK_EVERY == 0:
+        text += f" {DEMO_DOMAIN}/files/{i}"
+    return text
