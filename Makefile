@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/sla_sweep.py
 	$(PY) bench/evidence.py
 	$(PY) bench/pdq.py
+	$(PY) bench/exact_hashes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
