@@ -606,7 +606,7 @@ BAKKME_RULE_GIFTS_TO_MINORS = 3
 BAKKME_RULE_CASE_CATEGORY = "grooming"
 BAKKME_RULE_CASE_SURFACE = "profile"
 # An account_created or login event matching a banned account's identifiers also creates a
-# suspend_account action at once (pending human review).
+# permanent_ban action (termination) at once, pending human review.
 BAKKME_BAN_EVASION_AUTO_TERMINATE = True
 # An IP address matches a banned account's only within this many days of the banned account's
 # last use of it (addresses are shared and reassigned); devices, e-mails and phones always.

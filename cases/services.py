@@ -659,8 +659,9 @@ def review_detection(detection, actor, confirmed: bool):
     Overturning a hash detection counts a false positive against its bank entry and undoes the
     automatic actions on that content (apply_csam_hash_match) unless another hash detection on
     the same content still stands. Overturning a ban-evasion detection undoes its automatic
-    suspension (reports.banevasion). Undoing: pending actions are cancelled; when one may have
-    been carried out (sent, confirmed, done, or in flight) a reinstate action follows.
+    termination (reports.banevasion); confirming one lists the account's identifiers. Undoing:
+    pending actions are cancelled; when one may have been carried out (sent, confirmed, done, or
+    in flight) a reinstate action follows.
     """
     from reports.models import Detection, DetectionMethod, HashEntry
 
@@ -689,6 +690,10 @@ def review_detection(detection, actor, confirmed: bool):
             detection=detection.pk,
         )
         if confirmed:
+            if detection.method == DetectionMethod.BAN_EVASION:
+                from reports.banevasion import list_banned_account
+
+                list_banned_account(case)  # the evading account is banned in its turn
             return detection
         if detection.method == DetectionMethod.BAN_EVASION:
             automatic = case.actions.filter(pk=detection.matched.get("action"))

@@ -4,9 +4,10 @@ A permanent_ban action (cases.services.decide_case) lists the banned account's i
 from its account_created and login events. A later account_created or login event of another
 account carrying one of them opens a P1 case for that account linked to the original case (a
 note naming it) with a ban_evasion detection, and, per BAKKME_BAN_EVASION_AUTO_TERMINATE, a
-suspend_account action at once, pending human review (overturning the detection undoes it). Once
-per evading account and original case. An IP matches only within BAKKME_BAN_EVASION_IP_DAYS of
-the banned account's last use of it.
+permanent_ban action (the termination DESIGN.md prescribes) at once, pending human review:
+overturning the detection undoes it, confirming it lists the evading account's identifiers too
+(cases.services.review_detection). Once per evading account and original case. An IP matches
+only within BAKKME_BAN_EVASION_IP_DAYS of the banned account's last use of it.
 """
 
 import hashlib
@@ -197,7 +198,7 @@ def check_events(events: list[AccountEvent]) -> list:
         action = None
         if settings.BAKKME_BAN_EVASION_AUTO_TERMINATE:
             action = EnforcementAction.objects.create(
-                case=case, type=ActionType.SUSPEND_ACCOUNT, account_platform_id=actor
+                case=case, type=ActionType.PERMANENT_BAN, account_platform_id=actor
             )
             record_event(
                 case,

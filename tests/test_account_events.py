@@ -297,7 +297,7 @@ def test_an_email_variant_raises_a_p1_case_linked_to_the_original(
     assert note.payload["ban_evasion_of_case"] == banned_case.pk
     assert f"case {banned_case.pk}" in note.payload["text"]
     (action,) = EnforcementAction.objects.filter(case=case)
-    assert action.type == "suspend_account" and action.decision is None
+    assert action.type == "permanent_ban" and action.decision is None
     (detection,) = Detection.objects.filter(case=case)
     assert detection.method == "ban_evasion" and detection.outcome == "pending"
     assert detection.matched["original_case"] == banned_case.pk
@@ -328,7 +328,7 @@ def test_no_termination_when_the_setting_is_off_and_no_hit_for_others(api, banne
 
 
 @pytest.mark.parametrize("sent", [False, True])
-def test_overturning_a_ban_evasion_detection_undoes_the_suspension(
+def test_overturning_a_ban_evasion_detection_undoes_the_termination(
     api, banned_case, senior, settings, sent
 ):
     from cases.models import EnforcementAction
@@ -350,6 +350,27 @@ def test_overturning_a_ban_evasion_detection_undoes_the_suspension(
     else:
         assert action.status == "cancelled"
         assert not reinstated.exists()
+
+
+def test_confirming_a_ban_evasion_detection_lists_the_new_accounts_identifiers(
+    api, banned_case, senior
+):
+    from cases.services import review_detection
+    from reports.models import BanEvasionIdentifier
+
+    api.post(URL, login(2, "new-7", device_fingerprint="dev-1", ip="198.51.100.4"), format="json")
+    case = Case.objects.get(account_platform_id="new-7")
+    assert not BanEvasionIdentifier.objects.filter(account_platform_id="new-7").exists()
+    review_detection(Detection.objects.get(case=case), senior, confirmed=True)
+    listed = BanEvasionIdentifier.objects.filter(account_platform_id="new-7", source_case=case)
+    assert set(listed.values_list("kind", "value")) == {
+        ("device", "dev-1"),
+        ("ip", "198.51.100.4"),
+    }
+    # A third account on that address now matches the evader's case as well.
+    api.post(URL, login(3, "new-8", ip="198.51.100.4"), format="json")
+    third = Detection.objects.get(case__account_platform_id="new-8")
+    assert third.matched["original_case"] == case.pk
 
 
 def test_an_ip_matches_only_while_the_banned_account_recently_used_it(
