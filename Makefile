@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/sla_sweep.py
 	$(PY) bench/evidence.py
 	$(PY) bench/pdq.py
+	$(PY) bench/pdq.py --size 100000 --queries 10000
 	$(PY) bench/exact_hashes.py
 
 clean:

@@ -574,6 +574,9 @@ BAKKME_PDQ_MIN_QUALITY = 50
 # Each process checks the banks for changes at most this often and rebuilds its index when they
 # changed: a new entry matches within this many seconds.
 BAKKME_PDQ_INDEX_REFRESH_SECONDS = 60
+# Where a built index is kept for the other processes of this machine (reports/matching.py): the
+# first process to see a bank version builds and saves it there, the others map the same files.
+BAKKME_PDQ_INDEX_DIR = Path(os.environ.get("BAKKME_PDQ_INDEX_DIR", BASE_DIR / "var" / "pdq-index"))
 # Largest file POST /api/v1/match/ hashes (it is hashed in memory, never stored).
 BAKKME_MATCH_MAX_FILE_BYTES = 50 * 1024 * 1024
 

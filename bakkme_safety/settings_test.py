@@ -21,6 +21,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     }
     (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
 
+# Built PDQ indexes: one directory per test run, so that runs side by side do not share them.
+BAKKME_PDQ_INDEX_DIR = BASE_DIR / "var" / f"pdq-index-test-{os.getpid()}"  # noqa: F405
+
 # The test client speaks plain http; production's https redirect is tested on its own
 # (tests/test_hardening.py).
 SECURE_SSL_REDIRECT = False

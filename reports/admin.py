@@ -108,6 +108,13 @@ class HashEntryAdmin(admin.ModelAdmin):
     show_full_result_count = False
     ordering = ("-id",)
 
+    def get_readonly_fields(self, request, obj=None):
+        # A hash is what its matches and the PDQ index refer to: a wrong one is corrected by
+        # adding the right entry (and disabling its bank or noting the mistake), not edited.
+        if obj is not None:
+            return ("bank", "signal_type", "value", "false_positives")
+        return self.readonly_fields
+
     def has_delete_permission(self, request, obj=None):
         return False
 

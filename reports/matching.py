@@ -9,23 +9,31 @@ table finds every candidate, and an exact XOR + popcount over the candidates kee
 the distance. The answers are exact (the same as a brute-force scan); bench/pdq.py compares
 speed and answers with python-threatexchange's faiss indexes.
 
-How processes share the index: each process (a gunicorn worker, a qcluster worker) builds it
-once, on its first match, and keeps it in this module (`_cache`); requests then reuse it. At most
-every BAKKME_PDQ_INDEX_REFRESH_SECONDS the process asks the database for the banks' cheap
-"version" (the count and the largest id of the PDQ entries of enabled banks) and rebuilds only
-when it changed, so a new entry matches within that interval (60 s by default) without a
-restart, and an unchanged bank costs one aggregate query a minute per process. With gunicorn
-`--preload` a warm-up call in the master (`pdq_index()`) lets forked workers share its pages.
+How processes share the index: the banks' "version" (count, largest id, sum of ids and latest
+creation time of the PDQ entries of enabled banks; one aggregate query) names it. The first
+process to see a version builds the index from the database and saves its arrays under
+BAKKME_PDQ_INDEX_DIR/<version> (written aside, then renamed into place, so no process reads a
+half-written one); every other process (gunicorn workers, qcluster workers) maps those files
+read-only instead of building again, and the operating system keeps one copy of their pages in
+memory. Each process keeps its index in this module (`_cache`) and asks for the version at most
+every BAKKME_PDQ_INDEX_REFRESH_SECONDS, so a new entry matches within that interval (60 s by
+default) without a restart, and an unchanged bank costs one aggregate query a minute per
+process. A new version's files replace the older ones (a process still mapping them keeps its
+pages until it moves on); they are removed once no process can still be about to load them.
 """
 
+import os
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, Sum
 
 from .hashbanks import normalise_hash
 from .models import Detection, DetectionMethod, HashEntry, HashMatch, SignalType
@@ -50,6 +58,8 @@ def _chunk_values(codes: np.ndarray) -> np.ndarray:
 class PDQIndex:
     """An exact radius search over PDQ hashes; ids[i] is the caller's id of hash i."""
 
+    ARRAYS = ("codes", "ids", "offsets", "positions")
+
     def __init__(self, hexes: list[str], ids):
         self.codes = np.ascontiguousarray(pdq_bytes(hexes))
         self.ids = np.asarray(ids, dtype=np.int64)
@@ -66,6 +76,28 @@ class PDQIndex:
 
     def __len__(self):
         return len(self.codes)
+
+    def save(self, directory: Path) -> None:
+        """Write the arrays as .npy files into `directory`, which must not exist yet: they are
+        written into a temporary directory beside it, then renamed into place at once."""
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory.parent))
+        try:
+            for name in self.ARRAYS:
+                np.save(staging / f"{name}.npy", getattr(self, name))
+            os.rename(staging, directory)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not directory.is_dir():  # not another process's rename winning: a real failure
+                raise
+
+    @classmethod
+    def load(cls, directory: Path) -> "PDQIndex":
+        """The index saved in `directory`, its arrays mapped read-only (shared pages)."""
+        index = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(index, name, np.load(directory / f"{name}.npy", mmap_mode="r"))
+        return index
 
     def search(self, pdq_hex: str, max_distance: int) -> list[tuple[int, int]]:
         """(id, distance) of every hash within max_distance (<= 31) of pdq_hex."""
@@ -98,12 +130,15 @@ def _pdq_entries():
 
 
 def bank_version() -> tuple:
-    got = _pdq_entries().aggregate(count=Count("id"), last=Max("id"))
-    return (got["count"], got["last"])
+    got = _pdq_entries().aggregate(
+        count=Count("id"), last=Max("id"), ids=Sum("id"), newest=Max("created_at")
+    )
+    newest = got["newest"].timestamp() if got["newest"] else 0
+    return (got["count"], got["last"] or 0, got["ids"] or 0, int(newest * 1_000_000))
 
 
 def pdq_index() -> PDQIndex:
-    """This process's index, rebuilt when the banks changed (checked at most every
+    """This process's index, loaded or built when the banks changed (checked at most every
     BAKKME_PDQ_INDEX_REFRESH_SECONDS)."""
     now = time.monotonic()
     if (
@@ -114,11 +149,42 @@ def pdq_index() -> PDQIndex:
     with _lock:
         version = bank_version()
         if _cache["index"] is None or version != _cache["version"]:
-            rows = list(_pdq_entries().order_by("id").values_list("id", "value"))
-            _cache["index"] = PDQIndex([v for _, v in rows], [i for i, _ in rows])
+            _cache["index"] = _shared_index(version)
             _cache["version"] = version
         _cache["checked_at"] = time.monotonic()
         return _cache["index"]
+
+
+def _shared_index(version: tuple) -> PDQIndex:
+    """The index of this bank version: mapped from the files another process saved, or built
+    from the database and saved for the others."""
+    root = Path(settings.BAKKME_PDQ_INDEX_DIR)
+    directory = root / "-".join(str(part) for part in version)
+    if directory.is_dir():
+        try:
+            return PDQIndex.load(directory)
+        except (OSError, ValueError):
+            shutil.rmtree(directory, ignore_errors=True)  # damaged: build it again
+    rows = list(_pdq_entries().order_by("id").values_list("id", "value"))
+    index = PDQIndex([v for _, v in rows], [i for i, _ in rows])
+    try:
+        index.save(directory)
+    except OSError:
+        return index  # a read-only or full disk: this process keeps its own copy
+    _remove_stale(root, keep=directory)
+    return index
+
+
+def _remove_stale(root: Path, keep: Path) -> None:
+    """Remove the older versions' files once no process can still be about to load them (they
+    all asked for the version since); a process mapping them keeps its pages."""
+    cutoff = time.time() - max(60, 2 * settings.BAKKME_PDQ_INDEX_REFRESH_SECONDS)
+    for old in root.iterdir():
+        try:
+            if old != keep and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:
+            continue  # another process removed it
 
 
 def reset_index() -> None:

@@ -1,10 +1,20 @@
+import shutil
+
 import pytest
+from django.conf import settings
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from reports.services import create_integration
 
 from .factories import UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_saved_pdq_indexes():
+    """The PDQ indexes the run saved (a directory of its own, bakkme_safety/settings_test.py)."""
+    yield
+    shutil.rmtree(settings.BAKKME_PDQ_INDEX_DIR, ignore_errors=True)
 
 
 @pytest.fixture

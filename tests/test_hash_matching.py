@@ -94,6 +94,20 @@ def test_the_admin_validates_an_entry(db):
 # --- Matching at ingest --------------------------------------------------------------------------
 
 
+def test_an_entrys_hash_cannot_be_edited_only_its_note(client, db):
+    from django.urls import reverse
+
+    from .factories import UserFactory
+
+    entry = bank(md5=["0" * 32]).entries.get()
+    client.force_login(UserFactory(roles=["senior_reviewer"]))
+    url = reverse("admin:reports_hashentry_change", args=[entry.pk])
+    response = client.post(url, {"signal_type": "md5", "value": "1" * 32, "note": "corrected"})
+    assert response.status_code == 302
+    entry.refresh_from_db()
+    assert entry.value == "0" * 32 and entry.note == "corrected"
+
+
 def test_exact_md5_and_sha256_match_at_ingest(integration):
     data = pattern_png(seed=11)
     bank(md5=[hashlib.md5(data).hexdigest()], sha256=[hashlib.sha256(data).hexdigest()])
@@ -156,6 +170,59 @@ def test_the_index_is_reused_until_the_banks_change():
     assert matching.pdq_index() is first
     HashEntry.objects.create(bank=HashBank.objects.get(), signal_type="pdq", value=random_hex(rng))
     assert matching.pdq_index() is not first
+
+
+def test_another_process_maps_the_saved_index_instead_of_building_it(settings, tmp_path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.BAKKME_PDQ_INDEX_DIR = tmp_path
+    rng = random.Random(7)
+    values = [random_hex(rng) for _ in range(50)]
+    bank(pdq=values)
+    built = matching.pdq_index()  # the first process builds it and saves it
+    (saved,) = tmp_path.iterdir()
+    matching.reset_index()  # another process, same banks
+    with CaptureQueriesContext(connection) as queries:
+        mapped = matching.pdq_index()
+    assert len(queries) == 1  # the version; no entries read, nothing built
+    assert isinstance(mapped.codes, np.memmap) and isinstance(mapped.positions, np.memmap)
+    query = flip(values[3], 9, rng)
+    assert mapped.search(query, 31) == built.search(query, 31) != []
+    # A new entry is a new version: built and saved beside it, the old one left for processes
+    # that may still be loading it.
+    HashEntry.objects.create(bank=HashBank.objects.get(), signal_type="pdq", value=random_hex(rng))
+    matching.pdq_index()
+    assert len(list(tmp_path.iterdir())) == 2 and saved.is_dir()
+
+
+def test_a_damaged_saved_index_is_built_again(settings, tmp_path):
+    settings.BAKKME_PDQ_INDEX_DIR = tmp_path
+    rng = random.Random(8)
+    value = random_hex(rng)
+    bank(pdq=[value])
+    matching.pdq_index()
+    (saved,) = tmp_path.iterdir()
+    (saved / "codes.npy").write_bytes(b"not an array")
+    matching.reset_index()
+    assert [m.distance for m in matching.match_hashes(pdq=value)] == [0]
+
+
+def test_old_versions_are_removed_once_no_process_can_still_load_them(settings, tmp_path):
+    import os
+    import time
+
+    settings.BAKKME_PDQ_INDEX_DIR = tmp_path
+    rng = random.Random(9)
+    bank(pdq=[random_hex(rng)])
+    matching.pdq_index()
+    (old,) = tmp_path.iterdir()
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    HashEntry.objects.create(bank=HashBank.objects.get(), signal_type="pdq", value=random_hex(rng))
+    matching.pdq_index()
+    assert [d.name for d in tmp_path.iterdir()] != [old.name]
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 # --- Automatic actions ---------------------------------------------------------------------------
