@@ -142,10 +142,11 @@ def run_export(case_id: int, user: str, out: Path) -> dict:
             "--out",
             str(out),
         ],
-        check=True,
         capture_output=True,
         text=True,
     )
+    if done.returncode:
+        raise RuntimeError(f"The export failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -229,6 +230,9 @@ def measure(args, work: Path) -> dict:
         username="bench_cso", defaults={"is_staff": True}
     )
     cso.groups.set([Group.objects.get(name="child_safety_officer")])
+    from bench.fill import qualify
+
+    qualify(cso)
 
     # The evidence: random files, written once as plaintext (for the tools) and collected.
     plain = work / "plain"
@@ -352,6 +356,8 @@ def _runs(values, fmt="{:.1f}") -> str:
 
 def write_results(args, figures: dict) -> None:
     """Replace the evidence section of bench/RESULTS.md (or add it at the end)."""
+    from bench.report import replace_section, run_header
+
     s = summary(figures)
     code, machine = figures["code"], figures["machine"]
     exports, tools = figures["export"], figures["tools"]
@@ -360,17 +366,12 @@ def write_results(args, figures: dict) -> None:
     section = "\n".join(
         [
             SECTION_START,
-            "## Evidence packages and ingest (written by `bench/evidence.py`)",
-            "",
-            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on commit `{code['commit']}`"
-            + ("" if not code["uncommitted"] else " (app files changed in the working tree)")
-            + f"; {machine['cpu']}, {machine['nproc']} cores, {machine['ram_gib']} GiB RAM,"
-            f" PostgreSQL {machine['postgresql']}, Python {machine['python']}. Command:",
-            "",
-            "```",
-            figures["command"],
-            "```",
-            "",
+            *run_header(
+                "Evidence packages and ingest (written by `bench/evidence.py`)",
+                code,
+                machine,
+                figures["command"],
+            ),
             f"A case with {figures['total_bytes'] / MIB:,.0f} MiB of evidence in {args.files}"
             f" files (random bytes), {args.rounds} rounds, export and tools in alternating order."
             " The export is `manage.py export_evidence` in a child process: build the BagIt bag"
@@ -411,7 +412,6 @@ def write_results(args, figures: dict) -> None:
             SECTION_END,
         ]
     )
-    from bench.report import replace_section
 
     path = replace_section(SECTION_START, SECTION_END, section)
     print(f"figures written to {path}")

@@ -185,20 +185,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="for the choice of query files")
     args = parser.parse_args()
 
-    from bench.run import code_state, ensure_database, machine, side_database
+    from bench.run import code_state, machine, migrated_side_database
 
-    found = side_database("exacthash", "bench/exact_hashes.py")
-    if found is None:
+    command = migrated_side_database("exacthash", "bench/exact_hashes.py")
+    if command is None:
         return 2
-    command, url = found
-    ensure_database(url)
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
     print(f"filling {args.size:,} MD5 and {args.size:,} SHA-256 entries ...", flush=True)
     fill_seconds = fill(args.size)
     print(f"filled in {fill_seconds:.1f} s", flush=True)
@@ -256,7 +247,7 @@ def table(figures: dict) -> list[str]:
 
 def write_results(figures: dict) -> None:
     """Replace the exact-hash section of bench/RESULTS.md (or add it at the end)."""
-    from bench.report import replace_section
+    from bench.report import replace_section, run_header
 
     code, machine = figures["code"], figures["machine"]
     size, tables = figures["size"], figures["tables"]
@@ -268,17 +259,12 @@ def write_results(figures: dict) -> None:
     section = "\n".join(
         [
             SECTION_START,
-            "## Exact-hash lookup (written by `bench/exact_hashes.py`)",
-            "",
-            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on commit `{code['commit']}`"
-            + ("" if not code["uncommitted"] else " (app files changed in the working tree)")
-            + f"; {machine['cpu']}, {machine['nproc']} cores, {machine['ram_gib']} GiB RAM,"
-            f" PostgreSQL {machine['postgresql']}, Python {machine['python']}. Command:",
-            "",
-            "```",
-            figures["command"],
-            "```",
-            "",
+            *run_header(
+                "Exact-hash lookup (written by `bench/exact_hashes.py`)",
+                code,
+                machine,
+                figures["command"],
+            ),
             f"{size:,} MD5 and {size:,} SHA-256 entries (hashes of made-up files) in"
             f" {len(BANKS)} enabled banks, filled by COPY in {figures['fill_seconds']:.0f} s"
             f" (untimed), then VACUUM ANALYZE; table {tables['table'] / 2**20:.0f} MiB, indexes:"

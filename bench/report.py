@@ -355,3 +355,23 @@ def replace_section(start: str, end: str, section: str) -> Path:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
     return path
+
+
+def run_header(title: str, code: dict, machine: dict, command: str) -> list[str]:
+    """The opening lines of a benchmark's own section: its title, when and where it ran (from
+    bench.run.code_state() and machine()), and the command that ran it."""
+    from datetime import UTC, datetime
+
+    changed = " (app files changed in the working tree)" if code["uncommitted"] else ""
+    return [
+        f"## {title}",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on commit `{code['commit']}`{changed};"
+        f" {machine['cpu']}, {machine['nproc']} cores, {machine['ram_gib']} GiB RAM,"
+        f" PostgreSQL {machine['postgresql']}, Python {machine['python']}. Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+    ]

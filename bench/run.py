@@ -104,6 +104,22 @@ def side_database(suffix: str, script: str) -> tuple[str, str] | None:
     return command, url
 
 
+def migrated_side_database(suffix: str, script: str) -> str | None:
+    """side_database(), created when missing, Django set up on it and migrated: the command line
+    to quote, or None (after saying why) without PostgreSQL."""
+    found = side_database(suffix, script)
+    if found is None:
+        return None
+    command, url = found
+    ensure_database(url)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    return command
+
+
 def machine() -> dict:
     import platform
 

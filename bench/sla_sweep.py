@@ -112,26 +112,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    from bench.run import code_state, ensure_database, machine, side_database
+    from bench.fill import qualify
+    from bench.run import code_state, machine, migrated_side_database
 
-    found = side_database("sla", "bench/sla_sweep.py")
-    if found is None:
+    command = migrated_side_database("sla", "bench/sla_sweep.py")
+    if command is None:
         return 2
-    command, url = found
-    ensure_database(url)
-
-    import django
-
-    django.setup()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.core.management import call_command
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from cases import sla_engine
 
-    call_command("migrate", verbosity=0)
     now = datetime.now(UTC).replace(microsecond=0)
     with connection.cursor() as cursor:
         started = time.perf_counter()
@@ -141,6 +134,7 @@ def main() -> int:
     for name, role in [("bench_senior", "senior_reviewer"), ("bench_cso", "child_safety_officer")]:
         user, _ = User.objects.get_or_create(username=name, defaults={"is_staff": True})
         user.groups.set([Group.objects.get(name=role)])
+        qualify(user)
     vacuum(connection)
 
     sweep_ms, update_ms, queries = [], [], []
@@ -185,22 +179,14 @@ def main() -> int:
 
 def write_results(args, *, machine, code, command, sweep_ms, update_ms, queries, result) -> None:
     """Replace the SLA sweep section of bench/RESULTS.md (or add it at the end)."""
+    from bench.report import replace_section, run_header
+
     sweep_median, update_median = statistics.median(sweep_ms), statistics.median(update_ms)
     ratio = sweep_median / update_median
     section = "\n".join(
         [
             SECTION_START,
-            "## SLA sweep (written by `bench/sla_sweep.py`)",
-            "",
-            f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on commit `{code['commit']}`"
-            + ("" if not code["uncommitted"] else " (app files changed in the working tree)")
-            + f"; {machine['cpu']}, {machine['nproc']} cores, PostgreSQL {machine['postgresql']}."
-            " Command:",
-            "",
-            "```",
-            command,
-            "```",
-            "",
+            *run_header("SLA sweep (written by `bench/sla_sweep.py`)", code, machine, command),
             f"{args.open_cases:,} open cases, {args.due:,} of them past their deadline (breaches"
             f" to record), {args.rounds} rounds, sweep and UPDATE in alternating order, each on"
             " the same restored and vacuumed rows.",
@@ -220,7 +206,6 @@ def write_results(args, *, machine, code, command, sweep_ms, update_ms, queries,
             SECTION_END,
         ]
     )
-    from bench.report import replace_section
 
     path = replace_section(SECTION_START, SECTION_END, section)
     print(f"figures written to {path}")
