@@ -278,6 +278,15 @@ EMAIL_TIMEOUT = 10
 BAKKME_API_MAX_BODY_BYTES = 1024 * 1024
 BAKKME_API_MAX_BATCH_BODY_BYTES = 8 * 1024 * 1024
 BAKKME_API_BATCH_MAX_REPORTS = 500
+# The deepest JSON nesting the API takes. Its deepest payload is 4 levels (a batch, its list, a
+# report, its reported_account); far deeper nesting is an attack on the recursion of Python's
+# json and the serializers, refused with 400 "not valid JSON".
+BAKKME_API_MAX_JSON_DEPTH = 16
+# The oldest platform date the API takes (received_at, occurred_at, an account's created_at):
+# year 0001 or 1970 is a platform's bug, and an old received_at would breach the case's SLA at once.
+BAKKME_API_MAX_PAST_DAYS = 3650
+# A date of birth further back than this is not one (the events' `age` stops at 150 too).
+BAKKME_API_MAX_PERSON_AGE_YEARS = 150
 # Django's own cap must not cut the batch body short before the API answers 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = BAKKME_API_MAX_BATCH_BODY_BYTES + 1
 

@@ -12,8 +12,8 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from reports.api.base import IntakeAPIView, error_responses
 from reports.api.parsers import RequestTooLarge
 from reports.models import Report
 
@@ -53,8 +53,10 @@ class MediaStoredSerializer(serializers.Serializer):
         return item.pdq or None
 
 
-class ReportMediaView(APIView):
-    """Take one media file of a report the calling integration sent."""
+class ReportMediaView(IntakeAPIView):
+    """Take one media file of a report the calling integration sent.
+
+    Its upload handler refuses an over-long upload itself (max_multipart_bytes stays None)."""
 
     parser_classes = [MultiPartParser]
 
@@ -69,6 +71,7 @@ class ReportMediaView(APIView):
             400: OpenApiResponse(description="Field errors, e.g. no `file`."),
             404: OpenApiResponse(description="No such report of this integration."),
             413: OpenApiResponse(description="The file is larger than the limit."),
+            **error_responses(401, 415),
         },
         description="Preserve a file of the report as evidence of its case: stored encrypted, "
         "hashed (SHA-256, MD5, PDQ for images) and typed from its bytes. A corrupt image or a "

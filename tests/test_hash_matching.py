@@ -341,3 +341,25 @@ def test_our_pdq_index_equals_a_brute_force_scan():
         distances = np.unpackbits(codes ^ query, axis=1).sum(axis=1)
         expected = sorted((int(i), int(distances[i])) for i in np.flatnonzero(distances <= 31))
         assert sorted(index.search(bytes(query).hex(), 31)) == expected
+
+
+def test_a_large_file_to_match_is_never_written_to_disk(api, monkeypatch, settings, tmp_path):
+    """A file over Django's in-memory upload size would go to a plaintext temporary file; the
+    match endpoint keeps it in memory (it may be CSAM) and still matches it."""
+    import tempfile
+
+    from django.core.files import uploadedfile
+
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    data = pattern_png(seed=16) + b"\0" * (settings.FILE_UPLOAD_MAX_MEMORY_SIZE + 1)
+    bank(sha256=[hashlib.sha256(data).hexdigest()])
+
+    def no_temporary_file(*args, **kwargs):
+        raise AssertionError("the upload was written to a temporary file")
+
+    monkeypatch.setattr(uploadedfile.TemporaryUploadedFile, "__init__", no_temporary_file)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_temporary_file)
+    answer = api.post("/api/v1/match/", {"file": io.BytesIO(data)}, format="multipart")
+    assert answer.status_code == 200, answer.content
+    assert [m["signal_type"] for m in answer.json()["matches"]] == ["sha256"]
+    assert list(tmp_path.iterdir()) == []

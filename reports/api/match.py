@@ -5,17 +5,18 @@ JSON {"signal_type": "pdq"|"md5"|"sha256", "hash": "<hex>"}. Matching is reports
 """
 
 from django.conf import settings
+from django.core.files.uploadhandler import MemoryFileUploadHandler
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from reports import matching
 from reports.hashbanks import normalise_hash
 from reports.models import SignalType
 
+from .base import IntakeAPIView, error_responses
 from .parsers import LimitedJSONParser
 
 
@@ -62,14 +63,37 @@ class MatchesSerializer(serializers.Serializer):
     matches = MatchOutSerializer(many=True)
 
 
-class MatchView(APIView):
+class InMemoryUpload(MemoryFileUploadHandler):
+    """The file to match stays in memory, whatever its size: it may be CSAM, and Django's
+    default handlers write an upload over FILE_UPLOAD_MAX_MEMORY_SIZE to a plaintext temporary
+    file. The view refuses a body over its limit from the declared length first, so memory is
+    bounded by BAKKME_MATCH_MAX_FILE_BYTES."""
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        self.activated = True
+
+
+class MatchView(IntakeAPIView):
     """Match a file or a hash against the enabled hash banks."""
 
     parser_classes = [LimitedJSONParser, MultiPartParser]
 
-    @extend_schema(request=MatchInSerializer, responses={200: MatchesSerializer})
+    def initialize_request(self, request, *args, **kwargs):
+        request.upload_handlers = [InMemoryUpload(request)]  # before anything reads the body
+        return super().initialize_request(request, *args, **kwargs)
+
+    body_shape = 'a JSON object, {"signal_type": ..., "hash": ...}, or a form with a file'
+
+    @property
+    def max_multipart_bytes(self):
+        return settings.BAKKME_MATCH_MAX_FILE_BYTES + settings.BAKKME_EVIDENCE_UPLOAD_ENVELOPE_BYTES
+
+    @extend_schema(
+        request=MatchInSerializer,
+        responses={200: MatchesSerializer, **error_responses(400, 401, 413, 415)},
+    )
     def post(self, request):
-        given = MatchInSerializer(data=request.data)
+        given = MatchInSerializer(data=self.body_object(request))
         if not given.is_valid():
             return Response(given.errors, status=status.HTTP_400_BAD_REQUEST)
         data = given.validated_data

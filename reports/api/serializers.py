@@ -6,6 +6,54 @@ from rest_framework import serializers
 
 from bakkme_safety.policy import AgeBand, Category, Priority, Source, Surface
 
+# --- Dates the platform gives ------------------------------------------------------------------
+
+
+def check_platform_datetime(value, name: str):
+    """A moment on the platform (received_at, occurred_at): not before BAKKME_API_MAX_PAST_DAYS
+    ago, not more than BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS ahead of our clock."""
+    now = timezone.now()
+    skew = settings.BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS
+    if value > now + timedelta(seconds=skew):
+        raise serializers.ValidationError(
+            f"{name} is in the future (more than {skew} seconds ahead of our clock)."
+        )
+    days = settings.BAKKME_API_MAX_PAST_DAYS
+    earliest = now - timedelta(days=days)
+    if value < earliest:
+        raise serializers.ValidationError(
+            f"{name} is before {earliest:%Y-%m-%d %H:%M} UTC: the API takes nothing older "
+            f"than {days} days."
+        )
+    return value
+
+
+def _tomorrow():
+    # A date is the platform's local date: tomorrow in UTC is already today east of it.
+    return (timezone.now() + timedelta(days=1)).date()
+
+
+def _years_before(day, years: int):
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def check_platform_date(value, name: str):
+    """A day on the platform (an account's created_at): within the same bounds, by the day."""
+    if value is None:
+        return value
+    if value > _tomorrow():
+        raise serializers.ValidationError(f"{name} is in the future.")
+    days = settings.BAKKME_API_MAX_PAST_DAYS
+    earliest = (timezone.now() - timedelta(days=days)).date()
+    if value < earliest:
+        raise serializers.ValidationError(
+            f"{name} is before {earliest:%Y-%m-%d}: the API takes nothing older than {days} days."
+        )
+    return value
+
 
 class ReportedAccountSerializer(serializers.Serializer):
     platform_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
@@ -17,9 +65,21 @@ class ReportedAccountSerializer(serializers.Serializer):
     )
 
     def validate_date_of_birth(self, value):
-        if value and value > timezone.now().date():
+        if value is None:
+            return value
+        if value > _tomorrow():
             raise serializers.ValidationError("The date of birth is in the future.")
+        years = settings.BAKKME_API_MAX_PERSON_AGE_YEARS
+        earliest = _years_before(timezone.now().date(), years)
+        if value < earliest:
+            raise serializers.ValidationError(
+                f"The date of birth is before {earliest:%Y-%m-%d}: nobody is older than "
+                f"{years} years."
+            )
         return value
+
+    def validate_created_at(self, value):
+        return check_platform_date(value, "created_at")
 
 
 class ContentSerializer(serializers.Serializer):
@@ -67,10 +127,7 @@ class ReportInSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
 
     def validate_received_at(self, value):
-        skew = timedelta(seconds=settings.BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS)
-        if value > timezone.now() + skew:
-            raise serializers.ValidationError("received_at is in the future.")
-        return value
+        return check_platform_datetime(value, "received_at")
 
     def validate(self, attrs):
         account = attrs.get("reported_account") or {}
@@ -95,7 +152,9 @@ class ReportAcceptedSerializer(serializers.Serializer):
 
 
 class BatchInSerializer(serializers.Serializer):
-    reports = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+    """A batch as it is checked: any items (even null), each report is answered on its own."""
+
+    reports = serializers.ListField(child=serializers.JSONField(allow_null=True), allow_empty=False)
 
     def validate_reports(self, value):
         limit = settings.BAKKME_API_BATCH_MAX_REPORTS
@@ -104,6 +163,16 @@ class BatchInSerializer(serializers.Serializer):
                 f"A batch holds at most {limit} reports; this one has {len(value)}."
             )
         return value
+
+
+class ReportBatchSerializer(serializers.Serializer):
+    """A batch as the schema documents it: a list of reports."""
+
+    reports = ReportInSerializer(
+        many=True,
+        allow_empty=False,
+        help_text="Up to BAKKME_API_BATCH_MAX_REPORTS reports; each is answered on its own.",
+    )
 
 
 class BatchItemResultSerializer(serializers.Serializer):
@@ -163,10 +232,7 @@ class EventInSerializer(serializers.Serializer):
     identifiers = EventIdentifiersSerializer(required=False)
 
     def validate_occurred_at(self, value):
-        skew = timedelta(seconds=settings.BAKKME_RECEIVED_AT_MAX_SKEW_SECONDS)
-        if value > timezone.now() + skew:
-            raise serializers.ValidationError("occurred_at is in the future.")
-        return value
+        return check_platform_datetime(value, "occurred_at")
 
     def validate(self, attrs):
         kind = attrs["type"]
@@ -180,7 +246,9 @@ class EventInSerializer(serializers.Serializer):
 
 
 class EventBatchInSerializer(serializers.Serializer):
-    events = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+    """Events as they are checked: any items (even null), each refused with its index."""
+
+    events = serializers.ListField(child=serializers.JSONField(allow_null=True), allow_empty=False)
 
     def validate_events(self, value):
         limit = settings.BAKKME_API_EVENTS_MAX
@@ -189,6 +257,16 @@ class EventBatchInSerializer(serializers.Serializer):
                 f"A request holds at most {limit} events; this one has {len(value)}."
             )
         return value
+
+
+class EventBatchSerializer(serializers.Serializer):
+    """Several events as the schema documents them."""
+
+    events = EventInSerializer(
+        many=True,
+        allow_empty=False,
+        help_text="Up to BAKKME_API_EVENTS_MAX events, stored all or none.",
+    )
 
 
 class EventAcceptedSerializer(serializers.Serializer):

@@ -4,25 +4,33 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 from django.utils.decorators import method_decorator
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.views import APIView
 
 from reports.events import EventConflict, build_event, ingest_events
 from reports.events import fingerprint as event_fingerprint
 from reports.services import IdempotencyConflict, build_report, ingest_reports, payload_fingerprint
 
+from .base import IntakeAPIView, error_responses
 from .serializers import (
     BatchInSerializer,
     BatchResultSerializer,
     EventBatchInSerializer,
+    EventBatchSerializer,
     EventInSerializer,
     EventResultSerializer,
     ReportAcceptedSerializer,
+    ReportBatchSerializer,
     ReportInSerializer,
+)
+
+KEY_CONFLICT = OpenApiResponse(
+    OpenApiTypes.OBJECT,
+    description="The idempotency key was used for a different body (under `idempotency_key`).",
 )
 
 
@@ -42,8 +50,10 @@ def _validated_report(integration, payload, serializer=None):
     return build_report(integration, data, payload_fingerprint(payload)), None
 
 
-class ReportCreateView(APIView):
+class ReportCreateView(IntakeAPIView):
     """Take one report from the platform."""
+
+    body_shape = "one report, a JSON object"
 
     @property
     def max_body_bytes(self):
@@ -51,12 +61,17 @@ class ReportCreateView(APIView):
 
     @extend_schema(
         request=ReportInSerializer,
-        responses={201: ReportAcceptedSerializer, 200: ReportAcceptedSerializer},
+        responses={
+            201: ReportAcceptedSerializer,
+            200: ReportAcceptedSerializer,
+            409: KEY_CONFLICT,
+            **error_responses(400, 401, 413, 415),
+        },
         description="201 when stored; 200 with the same body when the idempotency key was seen; "
         "409 when the key was used for a different report.",
     )
     def post(self, request):
-        report, errors = _validated_report(request.user, request.data)
+        report, errors = _validated_report(request.user, self.body_object(request))
         if errors:
             return Response(errors, status=status.HTTP_400_BAD_REQUEST)
         (result,) = ingest_reports(request.user, [report])
@@ -66,21 +81,30 @@ class ReportCreateView(APIView):
         return Response(result.as_response(), status=code)
 
 
-class ReportBatchView(APIView):
+class ReportBatchView(IntakeAPIView):
     """Take up to BAKKME_API_BATCH_MAX_REPORTS reports; the answer says what became of each."""
+
+    body_shape = 'a JSON object, {"reports": [...]}'
 
     @property
     def max_body_bytes(self):
         return settings.BAKKME_API_MAX_BATCH_BODY_BYTES
 
-    @extend_schema(request=BatchInSerializer, responses={200: BatchResultSerializer})
+    @extend_schema(
+        request=ReportBatchSerializer,
+        responses={200: BatchResultSerializer, **error_responses(400, 401, 413, 415)},
+        description="200 with one result per report, in order: each stored (201), seen before "
+        "(200), invalid (400, with its errors; null or any other non-object included) or a key "
+        "conflict (409). 400 for the batch as a whole: not an object with a list of 1 to "
+        "BAKKME_API_BATCH_MAX_REPORTS `reports`.",
+    )
     def post(self, request):
-        batch = BatchInSerializer(data=request.data)
+        batch = BatchInSerializer(data=self.body_object(request))
         batch.is_valid(raise_exception=True)
         results: list[dict | None] = []
         valid = []
         child = ReportInSerializer()
-        for index, payload in enumerate(request.data["reports"]):
+        for index, payload in enumerate(batch.validated_data["reports"]):
             report, errors = _validated_report(request.user, payload, child)
             if errors:
                 results.append({"index": index, "status": 400, "errors": errors})
@@ -120,30 +144,44 @@ class ApiDocsView(SpectacularSwaggerSplitView):
         return super().handle_exception(exc)
 
 
-class EventCreateView(APIView):
+class EventCreateView(IntakeAPIView):
     """Take account events from the platform: one event, or {"events": [...]}.
 
     All or nothing: any invalid event (400) or reused key (409) stores none of them.
     """
+
+    body_shape = 'one event (a JSON object) or {"events": [...]}'
 
     @property
     def max_body_bytes(self):
         return settings.BAKKME_API_MAX_BATCH_BODY_BYTES
 
     @extend_schema(
-        request=EventInSerializer,
-        responses={201: EventResultSerializer, 200: EventResultSerializer},
+        request=PolymorphicProxySerializer(
+            component_name="EventsIn",
+            serializers=[EventInSerializer, EventBatchSerializer],
+            resource_type_field_name=None,
+        ),
+        responses={
+            201: EventResultSerializer,
+            200: EventResultSerializer,
+            409: KEY_CONFLICT,
+            **error_responses(400, 401, 413, 415),
+        },
         description='One event, or {"events": [...]} with up to BAKKME_API_EVENTS_MAX events. '
-        "201 when any event was stored; 200 when every key was seen before (same body).",
+        "201 when any event was stored; 200 when every key was seen before (same body). "
+        "400 stores none: one event's field errors, or for several "
+        '{"events": [{"index": i, "errors": {...}}]} naming each invalid one.',
     )
     def post(self, request):
-        data = request.data
-        if isinstance(data, dict) and "events" in data:
+        data = self.body_object(request)
+        single = "events" not in data
+        if single:
+            payloads = [data]
+        else:
             batch = EventBatchInSerializer(data=data)
             batch.is_valid(raise_exception=True)
-            payloads = data["events"]
-        else:
-            payloads = [data]
+            payloads = batch.validated_data["events"]
         child = EventInSerializer()
         events, errors = [], {}
         for index, payload in enumerate(payloads):
@@ -157,7 +195,7 @@ class EventCreateView(APIView):
                 continue
             events.append(build_event(request.user, valid, event_fingerprint(payload)))
         if errors:
-            if len(payloads) == 1 and "events" not in data:
+            if single:
                 return Response(errors[0], status=status.HTTP_400_BAD_REQUEST)
             body = {"events": [{"index": i, "errors": e} for i, e in errors.items()]}
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
