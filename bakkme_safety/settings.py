@@ -105,11 +105,18 @@ TEMPLATES = [
     },
 ]
 
+# Seconds a process keeps its database connection between requests (persistent connections).
+# 60 for gunicorn and the workers; `make run` starts runserver with 0: runserver opens a
+# connection in each of its request threads, and kept open they pile up to the server's limit.
+BAKKME_DB_CONN_MAX_AGE = int(os.environ.get("BAKKME_DB_CONN_MAX_AGE", "60"))
 DATABASES = {
     "default": dj_database_url.config(
         env="DATABASE_URL",
         default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}",
-        conn_max_age=60,
+        conn_max_age=BAKKME_DB_CONN_MAX_AGE,
+        # A kept connection is checked before a request reuses it: one the database dropped
+        # (restart, failover, idle timeout) is replaced instead of failing that request.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

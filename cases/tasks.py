@@ -32,7 +32,7 @@ def deliver_webhooks() -> dict:
     """Send the due enforcement actions and reporter acknowledgments to the platform (every
     BAKKME_WEBHOOK_SCHEDULE_MINUTES, and queued after a decision); then the alerts' e-mails."""
     now = timezone.now()
-    result = webhooks.deliver_due(now).as_dict()
+    result = webhooks.deliver_due().as_dict()
     if result["failed"]:
         deliver_emails(now)
     log.info("Webhook deliveries: %s", result)

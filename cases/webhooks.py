@@ -2,16 +2,20 @@
 
 deliver_due() is one run (the django-q2 task cases.tasks.deliver_webhooks, every
 BAKKME_WEBHOOK_SCHEDULE_MINUTES and queued after a decision or an intake creates something to
-send). A run:
+send). A run, for each kind, until BAKKME_WEBHOOK_BATCH rows or nothing is due:
 
-1. claims the due rows in one short transaction: SELECT ... FOR UPDATE SKIP LOCKED (on SQLite
-   writers are serialised by IMMEDIATE transactions), then marks them in flight (a lease),
-   counts the attempt and commits. A concurrent run skips locked and leased rows: each call is
-   made by one run.
-2. calls the platform for each, outside any transaction (signed, with the row's idempotency
-   key: if an answer is lost and the lease runs out, the retry carries the same key and the
-   platform drops it);
-3. records each answer on the row, only if the row still holds this run's lease: 2xx -> sent
+1. claims the next due rows in one short transaction: SELECT ... FOR UPDATE SKIP LOCKED (on
+   SQLite writers are serialised by IMMEDIATE transactions), then leases them (in_flight_until)
+   and commits. It claims only what it can call within one lease, each call taking up to the
+   timeout (claim_size()); a concurrent run skips locked and leased rows and takes the next.
+2. right before each call, renews that row's lease with a conditional UPDATE: only while the
+   row still holds this run's lease and that lease has not run out (the real clock, not the
+   run's start). This counts the attempt. A row whose lease was lost (this run was slowed
+   down and another run took it over) is skipped, never called: each call is made by one run.
+3. calls the platform, outside any transaction (signed, with the row's idempotency key: if an
+   answer is lost and the lease runs out, the retry carries the same key and the platform
+   drops it);
+4. records the answer on the row, only if the row still holds this run's lease: 2xx -> sent
    (or confirmed when the answer's JSON "status" says the platform carried it out); anything
    else -> retried after an exponential backoff, and failed once BAKKME_WEBHOOK_GIVE_UP_HOURS
    have passed since the first attempt; the CSO is then alerted.
@@ -52,6 +56,8 @@ class DeliveryResult:
     retrying: int = 0
     failed: int = 0
     waiting: int = 0
+    # Claimed, but taken over by another run before this one got to call (not called).
+    lease_lost: int = 0
     failed_case_ids: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -188,9 +194,8 @@ ACKNOWLEDGMENTS = _Kind(
 # --- One run ------------------------------------------------------------------------------------
 
 
-def deliver_due(now: datetime | None = None) -> DeliveryResult:
+def deliver_due() -> DeliveryResult:
     """Send what is due (see the module's docstring); safe to run twice, and at once."""
-    now = now or timezone.now()
     result = DeliveryResult()
     if not webhooks.configured():
         result.waiting = waiting_count()
@@ -202,34 +207,49 @@ def deliver_due(now: datetime | None = None) -> DeliveryResult:
             )
         return result
     for kind in (ACTIONS, ACKNOWLEDGMENTS):
-        for row in _claim(kind, now):
-            _send(kind, row, now, result)
+        budget = settings.BAKKME_WEBHOOK_BATCH
+        while budget > 0:
+            rows = _claim(kind, min(budget, claim_size()))
+            if not rows:
+                break
+            budget -= len(rows)
+            for row in rows:
+                _send(kind, row, result)
     if result.failed_case_ids:
-        alert_failures(result.failed_case_ids, now)
+        alert_failures(result.failed_case_ids, timezone.now())
     return result
 
 
-def _claim(kind: _Kind, now: datetime) -> list:
-    lease = now + timedelta(
+def lease_length() -> timedelta:
+    """How long a run holds a row: one call's timeout plus the margin."""
+    return timedelta(
         seconds=settings.BAKKME_WEBHOOK_TIMEOUT_SECONDS
         + settings.BAKKME_WEBHOOK_LEASE_MARGIN_SECONDS
     )
+
+
+def claim_size() -> int:
+    """The rows claimed at once: as many as a run can call within one lease when every call
+    takes the whole timeout, so that a slow platform does not leave claimed rows waiting past
+    their lease (at least one)."""
+    timeout = max(settings.BAKKME_WEBHOOK_TIMEOUT_SECONDS, 1)
+    return max(int(lease_length().total_seconds() // timeout), 1)
+
+
+def _claim(kind: _Kind, limit: int) -> list:
+    """Lease up to `limit` due rows to this run, in order; the lease value is the run's token."""
+    now = timezone.now()
+    lease = now + lease_length()
     with transaction.atomic():
         ids = list(
             kind.due(now)
             .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", flat=True)[: settings.BAKKME_WEBHOOK_BATCH]
+            .values_list("pk", flat=True)[:limit]
         )
         if not ids:
             return []
         # Re-checked in the UPDATE itself: a row another run leased meanwhile is not taken.
-        claimed = _due(kind.model.objects.filter(pk__in=ids), now)
-        claimed.update(
-            in_flight_until=lease,
-            attempts=F("attempts") + 1,
-            last_attempt_at=now,
-            first_attempt_at=Coalesce("first_attempt_at", now),
-        )
+        _due(kind.model.objects.filter(pk__in=ids), now).update(in_flight_until=lease)
         rows = {
             row.pk: row
             for row in kind.model.objects.filter(pk__in=ids, in_flight_until=lease).select_related(
@@ -239,12 +259,43 @@ def _claim(kind: _Kind, now: datetime) -> list:
     return [rows[pk] for pk in ids if pk in rows]
 
 
-def _send(kind: _Kind, row, now: datetime, result: DeliveryResult) -> None:
+def _renew(kind: _Kind, row) -> datetime | None:
+    """Renew this run's lease on the row right before its call and count the attempt; only
+    while the row still holds that lease and the lease has not run out by the clock now.
+    Returns the time of the attempt, or None when the lease was lost (the row is not called:
+    another run may be calling it)."""
+    now = timezone.now()
+    lease = now + lease_length()
+    renewed = kind.model.objects.filter(
+        pk=row.pk,
+        status="pending",
+        in_flight_until=row.in_flight_until,
+        in_flight_until__gt=now,
+    ).update(
+        in_flight_until=lease,
+        attempts=F("attempts") + 1,
+        last_attempt_at=now,
+        first_attempt_at=Coalesce("first_attempt_at", now),
+    )
+    if not renewed:
+        return None
+    # Nobody else writes the row while this run holds its lease: the values are known.
+    row.in_flight_until, row.attempts, row.last_attempt_at = lease, row.attempts + 1, now
+    row.first_attempt_at = row.first_attempt_at or now
+    return now
+
+
+def _send(kind: _Kind, row, result: DeliveryResult) -> None:
+    attempted_at = _renew(kind, row)
+    if attempted_at is None:
+        result.lease_lost += 1
+        return
     body = webhooks.encode(kind.payload(row))
     headers = webhooks.signed_headers(
-        settings.BAKKME_PLATFORM_WEBHOOK_SECRET, body, kind.key(row), now
+        settings.BAKKME_PLATFORM_WEBHOOK_SECRET, body, kind.key(row), attempted_at
     )
     answer = webhooks.post(settings.BAKKME_PLATFORM_WEBHOOK_URL, body, headers)
+    now = timezone.now()
     fields = {
         "in_flight_until": None,
         "last_response_code": answer.code,

@@ -7,4 +7,6 @@ py=.venv/bin/python
 $py manage.py qcluster &
 worker=$!
 trap 'kill $worker 2>/dev/null || true; wait $worker 2>/dev/null || true' EXIT INT TERM
-$py manage.py runserver "$host:$port"
+# No persistent database connections under runserver: each request thread would keep its own
+# open (README "Configuration", BAKKME_DB_CONN_MAX_AGE).
+BAKKME_DB_CONN_MAX_AGE=0 $py manage.py runserver "$host:$port"
