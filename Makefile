@@ -16,26 +16,29 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 install: $(VENV)/.installed
 
 # Local run on the embedded defaults: SQLite in var/, django-q2's ORM broker, evidence encrypted
-# in var/evidence/ with a master key generated once into var/evidence.key.
+# in var/evidence/ with a master key generated once into var/evidence.key, the custody ledger
+# and the audit trail keyed with a ledger key generated once into var/ledger.key.
 EVIDENCE_KEY_FILE := var/evidence.key
+LEDGER_KEY_FILE := var/ledger.key
+KEYS = BAKKME_EVIDENCE_KEY=$$(cat $(EVIDENCE_KEY_FILE)) BAKKME_LEDGER_KEY=$$(cat $(LEDGER_KEY_FILE))
 
-$(EVIDENCE_KEY_FILE):
+$(EVIDENCE_KEY_FILE) $(LEDGER_KEY_FILE):
 	@mkdir -p var
 	@umask 077 && $(PYTHON) -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())" > $@
-	@echo "Generated a local evidence master key in $@ (keep it: the local vault needs it)."
+	@echo "Generated a local key in $@ (keep it: the local vault and ledgers need it)."
 
-run: install $(EVIDENCE_KEY_FILE)
+run: install $(EVIDENCE_KEY_FILE) $(LEDGER_KEY_FILE)
 	@mkdir -p var
-	BAKKME_DEBUG=1 BAKKME_EVIDENCE_KEY=$$(cat $(EVIDENCE_KEY_FILE)) $(PY) manage.py migrate --noinput
+	BAKKME_DEBUG=1 $(KEYS) $(PY) manage.py migrate --noinput
 	@if [ ! -f var/.demo-seeded ]; then \
-	  BAKKME_DEBUG=1 BAKKME_EVIDENCE_KEY=$$(cat $(EVIDENCE_KEY_FILE)) $(PY) manage.py seed_demo | tee var/demo-accounts.txt && touch var/.demo-seeded; \
+	  BAKKME_DEBUG=1 $(KEYS) $(PY) manage.py seed_demo | tee var/demo-accounts.txt && touch var/.demo-seeded; \
 	  echo "(demo accounts saved in var/demo-accounts.txt)"; \
 	fi
 	@echo ""
 	@echo "Log in at http://$(HOST):$(PORT)/admin/ with an account from var/demo-accounts.txt"
 	@echo "API docs: http://$(HOST):$(PORT)/api/docs/    Stop with Ctrl+C."
 	@echo ""
-	BAKKME_DEBUG=1 BAKKME_EVIDENCE_KEY=$$(cat $(EVIDENCE_KEY_FILE)) ./scripts/run-local.sh $(HOST) $(PORT)
+	BAKKME_DEBUG=1 $(KEYS) ./scripts/run-local.sh $(HOST) $(PORT)
 
 test: install
 	$(PY) -m pytest
@@ -58,4 +61,4 @@ bench: install
 	$(PY) bench/exact_hashes.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -21,6 +21,7 @@ from django.core.validators import validate_ipv46_address
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from . import chain
 from .models import AuditEvent
 
 Action = AuditEvent.Action
@@ -78,7 +79,7 @@ def record(
     actor_name: str | None = None,
     **fields,
 ) -> AuditEvent:
-    """Write one audit event.
+    """Write one audit event, chained after the last one (audit/chain.py).
 
     `obj` is what the event is about (a user, a group); `actor` defaults to the request's
     logged-in user (pass None for "the system"). Extra `fields` (object_repr, ...) override
@@ -91,7 +92,7 @@ def record(
     values = {**object_fields(obj), **fields}
     if actor_name is None:
         actor_name = actor.get_username() if actor else ""
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         at=timezone.now(),
         action=action,
         actor=actor,
@@ -100,6 +101,7 @@ def record(
         ip=_valid_ip(client_ip(request)),
         **values,
     )
+    return chain.append(event)
 
 
 def _valid_ip(value):

@@ -321,6 +321,26 @@ elif not DEBUG:
     )
 for _old_key in BAKKME_EVIDENCE_OLD_KEYS:
     decode_master_key(_old_key, "BAKKME_EVIDENCE_OLD_KEYS")
+# The ledger key: the MACs of the custody ledger and the audit trail and of their signed
+# checkpoints (bakkme_safety/ledger.py). Its own secret, never in the database: 32 random bytes,
+# URL-safe base64. Required: `make run` writes a local one to var/ledger.key. After a rotation
+# the old keys stay listed (comma-separated) for as long as the links they made are checked.
+BAKKME_LEDGER_KEY = os.environ.get("BAKKME_LEDGER_KEY", "")
+BAKKME_LEDGER_OLD_KEYS = [
+    k for k in os.environ.get("BAKKME_LEDGER_OLD_KEYS", "").split(",") if k.strip()
+]
+if BAKKME_LEDGER_KEY:
+    decode_master_key(BAKKME_LEDGER_KEY, "BAKKME_LEDGER_KEY")
+elif not DEBUG:
+    raise ImproperlyConfigured(
+        "BAKKME_LEDGER_KEY is not set: the custody ledger and the audit trail cannot be "
+        "written. Generate one like BAKKME_EVIDENCE_KEY (32 random bytes, URL-safe base64)."
+    )
+for _old_key in BAKKME_LEDGER_OLD_KEYS:
+    decode_master_key(_old_key, "BAKKME_LEDGER_OLD_KEYS")
+# A signed checkpoint of both ledgers' heads goes to evidence storage this often (minutes),
+# when they moved: events after the latest checkpoint are the ones a cut could remove unseen.
+BAKKME_LEDGER_CHECKPOINT_MINUTES = int(os.environ.get("BAKKME_LEDGER_CHECKPOINT_MINUTES", "10"))
 # A private folder, never under MEDIA_ROOT and never served; or S3-compatible object storage.
 BAKKME_EVIDENCE_ROOT = Path(os.environ.get("BAKKME_EVIDENCE_ROOT", BASE_DIR / "var" / "evidence"))
 STORAGES = {
@@ -377,11 +397,19 @@ BAKKME_NCMEC_HOLD_DAYS = 365
 BAKKME_PACKAGE_LINK_HOURS = 24
 BAKKME_EVIDENCE_ORGANIZATION = os.environ.get("BAKKME_EVIDENCE_ORGANIZATION", "BakkMe Safety")
 # Building a package may take longer than Q_CLUSTER's timeout: its task has this one (seconds).
-# A delivery again meanwhile (Q_CLUSTER retry) finds the package building and does nothing.
+# A delivery again meanwhile (Q_CLUSTER retry) finds the build's lease live and does nothing.
 BAKKME_PACKAGE_BUILD_TIMEOUT = 3600
-# Where a package's plaintext bag is written while it is built (and a zip checked by
-# verify_package): a private folder removed afterwards. Needs room for twice the largest case.
-# Empty: the system's temporary folder.
+# A build holds a lease on its package for this long (seconds), renewed with its progress and at
+# least every third of it. A build whose lease ran out is dead (its worker was killed or its
+# machine stopped): the task delivered again builds it again, or the sweep marks it failed.
+BAKKME_PACKAGE_LEASE_SECONDS = int(os.environ.get("BAKKME_PACKAGE_LEASE_SECONDS", "120"))
+# The sweep for dead builds runs this often (minutes); it fails a build whose lease ran out
+# more than Q_CLUSTER's retry ago (so a delivery again could take it over first).
+BAKKME_PACKAGE_SWEEP_MINUTES = 5
+# Where a package is built: a private work folder (bakkme-package-<id>-<lease>) that only ever
+# holds the encrypted zip as it is written, removed afterwards, and swept at each worker's start
+# when no live build uses it; verify_package extracts a zip it checks here too. Needs room for
+# the largest package. Empty: the system's temporary folder.
 BAKKME_PACKAGE_TEMP_DIR = os.environ.get("BAKKME_PACKAGE_TEMP_DIR") or None
 # The package page reloads itself this often (seconds) while the package is being built.
 BAKKME_PACKAGE_REFRESH_SECONDS = 5

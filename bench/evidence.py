@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakkme_safety.settings")
 os.environ.setdefault("BAKKME_SECRET_KEY", "bench-only")
 os.environ.setdefault("BAKKME_EVIDENCE_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtS0VZLTMyQkE=")
+os.environ.setdefault("BAKKME_LEDGER_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtTEVER0VSMzI=")
 
 SECTION_START = "<!-- evidence: bench/evidence.py rewrites from here -->"
 SECTION_END = "<!-- evidence: to here -->"

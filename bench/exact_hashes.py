@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakkme_safety.settings")
 os.environ.setdefault("BAKKME_SECRET_KEY", "bench-only")
 os.environ.setdefault("BAKKME_EVIDENCE_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtS0VZLTMyQkE=")
+os.environ.setdefault("BAKKME_LEDGER_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtTEVER0VSMzI=")
 os.environ.pop("BAKKME_DEBUG", None)  # DEBUG off: no query log in the timed loop
 
 SECTION_START = "<!-- exacthash: bench/exact_hashes.py rewrites from here -->"

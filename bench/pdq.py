@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakkme_safety.settings")
 os.environ.setdefault("BAKKME_SECRET_KEY", "bench-only")
 os.environ.setdefault("BAKKME_EVIDENCE_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtS0VZLTMyQkE=")
+os.environ.setdefault("BAKKME_LEDGER_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtTEVER0VSMzI=")
 
 # One section of bench/RESULTS.md per size and number of queries: each run rewrites its own.
 SECTION_START = "<!-- pdq {size}x{queries}: bench/pdq.py rewrites from here -->"

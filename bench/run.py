@@ -354,6 +354,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bakkme_safety.settings")
     os.environ.setdefault("BAKKME_SECRET_KEY", "bench-only-not-secret")
     os.environ.setdefault("BAKKME_EVIDENCE_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtS0VZLTMyQkE=")
+    os.environ.setdefault("BAKKME_LEDGER_KEY", "QkVOQ0gtT05MWS1OT1QtQS1TRUNSRVQtTEVER0VSMzI=")
     if os.environ.pop("BAKKME_DEBUG", None) is not None:
         print("BAKKME_DEBUG unset: the benchmark runs with DEBUG off.")
 

@@ -6,4 +6,5 @@ class EvidenceConfig(AppConfig):
     verbose_name = "Evidence vault"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers the master-key check)
+        # The master-key check; the sweep of package work folders at each worker's start.
+        from . import checks, receivers  # noqa: F401

@@ -109,8 +109,10 @@ class CustodyEvent(models.Model):
     """One link of the chain of custody. Append-only: written by evidence.custody.record().
 
     `hash` covers this event's fields and the previous event's hash (one chain over the whole
-    ledger; see evidence/custody.py for why it is global). On PostgreSQL a trigger refuses
-    UPDATE and DELETE on the table; the model refuses them too.
+    ledger; see evidence/custody.py for why it is global); `mac` is the keyed link over `hash`
+    and the previous event's MAC, under the ledger key named by `key_id` (bakkme_safety/ledger.py).
+    On PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE on the table; the model refuses
+    them too.
     """
 
     class Action(models.TextChoices):
@@ -139,6 +141,8 @@ class CustodyEvent(models.Model):
     detail = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_id = models.CharField(max_length=16, editable=False, help_text="The ledger key's id.")
+    mac = models.CharField(max_length=64, editable=False)
 
     objects = CustodyQuerySet.as_manager()
 
@@ -263,6 +267,17 @@ class EvidencePackage(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     built_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The lease of the run building it (evidence.packages): renewed while the build lives; a
+    # build whose lease ran out is dead, built again by the task delivered again, or failed.
+    lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    heartbeat_at = models.DateTimeField(
+        "last heartbeat",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the build last renewed its lease.",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["case", "requested_at"], name="package_case")]

@@ -1,20 +1,23 @@
-"""Admin for evidence packages: the list, requesting one, its progress and the download.
+"""Admin for evidence packages: the list, requesting one, its progress, the download, and
+"Build again" for a failed one.
 
 Thin: requests go through evidence.packages.request_package, downloads through
 packages.open_download (which checks who may, the expiry and the stored zip's SHA-256, and
-records the custody events). Nothing is edited or deleted here.
+records the custody events), building again through packages.rebuild. Nothing is edited or
+deleted here.
 """
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
+from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
 
 from . import access, packages
@@ -44,7 +47,7 @@ class RequestPackageForm(forms.Form):
 
 
 @admin.register(EvidencePackage)
-class EvidencePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "package_number",
         "case",
@@ -69,6 +72,7 @@ class EvidencePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status",
         "progress",
         "progress_note",
+        "heartbeat_at",
         "error",
         "size",
         "sha256",
@@ -98,14 +102,13 @@ class EvidencePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             f"#{pk}" for pk in ids
         )
 
-    def get_queryset(self, request):
-        """The packages the person requested; the CSO (every case's evidence) sees those of
-        every case they can see."""
-        packages_ = super().get_queryset(request)
-        user = request.user
-        if user.has_perm(access.CASE_EVIDENCE_PERMISSION):
-            return packages_.filter(case__in=Case.objects.visible_to(user).values("pk"))
-        return packages_.filter(requested_by=user)
+    def scope_queryset(self, queryset, request):
+        """Packages of the cases the person may see: the ones they requested; the CSO (every
+        case's evidence) those of every case they can see."""
+        queryset = super().scope_queryset(queryset, request)
+        if request.user.has_perm(access.CASE_EVIDENCE_PERMISSION):
+            return queryset
+        return queryset.filter(requested_by=request.user)
 
     def has_add_permission(self, request):
         return request.user.has_perm(packages.EXPORT_PERMISSION)
@@ -116,6 +119,11 @@ class EvidencePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "<int:package_id>/download/",
                 self.admin_site.admin_view(self.download_view),
                 name="evidence_evidencepackage_download",
+            ),
+            path(
+                "<int:package_id>/rebuild/",
+                self.admin_site.admin_view(self.rebuild_view),
+                name="evidence_evidencepackage_rebuild",
             ),
             *super().get_urls(),
         ]
@@ -170,8 +178,33 @@ class EvidencePackageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "can_download": package.status == Status.READY
                 and package.requested_by_id == request.user.pk
                 and not package.link_expired(),
+                "can_rebuild": package.status == Status.FAILED
+                and packages.may_rebuild(request.user, package),
             }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def rebuild_view(self, request, package_id):
+        """POST: "Build again" (packages.rebuild decides who may and when)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        package = self.get_queryset(request).filter(pk=package_id).first()
+        if package is None:
+            raise Http404("No such evidence package.")
+        try:
+            packages.rebuild(package, actor=request.user)
+        except packages.PackageUnavailable as exc:
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Evidence package not built again",
+                "package": package,
+                "message": str(exc),
+            }
+            return TemplateResponse(
+                request, "admin/evidence/package/unavailable.html", context, status=exc.status
+            )
+        messages.success(request, f"Package #{package.pk} is being built again.")
+        return redirect("admin:evidence_evidencepackage_change", package.pk)
 
     def download_view(self, request, package_id):
         package = EvidencePackage.objects.select_related("case").filter(pk=package_id).first()

@@ -2,14 +2,17 @@
 
 Legal staff ask for one (request_package); a django-q2 task builds it (build): the items are
 decrypted, checked against their SHA-256 and written with the case's metadata, timeline and
-chain of custody into a bag (the `bagit` library, SHA-256 and SHA-512 manifests) in a private
-temporary folder; the bag is zipped and the zip is encrypted into evidence storage like an item.
+chain of custody as a BagIt bag (SHA-256 and SHA-512 manifests) straight into a zip that is
+encrypted as it is written (vault.Sealer), then stored in evidence storage like an item.
 Only the requester downloads it (open_download), until the link expires; every download is a
-custody event of every item in it. verify_zip checks a downloaded zip.
+custody event of every item in it. verify_zip checks a downloaded zip (with the `bagit` library).
 
-Nothing is held whole in memory: items and the zip go through in chunks of crypto.CHUNK_SIZE,
-bagit hashes files in blocks. The zip is written straight into the encryptor (no plaintext zip
-on disk); the plaintext bag lives only in the temporary folder and is removed, built or not.
+No plaintext evidence rests on disk, even when the worker is killed mid-build: plaintext exists
+only in memory, a chunk (crypto.CHUNK_SIZE) at a time; the build's work folder only ever holds
+ciphertext. A build holds a lease on its package, renewed while it lives: a build whose lease
+ran out is dead, taken over by the task delivered again (build) or failed by the sweep
+(fail_dead_builds) with the reason, and built again on request (rebuild). Work folders that no
+live build uses are removed when a worker starts (sweep_work_areas).
 """
 
 import hashlib
@@ -19,24 +22,28 @@ import mimetypes
 import re
 import shutil
 import tempfile
+import threading
+import time
 import unicodedata
+import uuid
 import zipfile
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import bagit
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from cases.services import timeline
 
-from . import access, crypto, custody, vault
+from . import access, checkpoints, crypto, custody, vault
 from .models import CustodyEvent, EvidenceItem, EvidenceKind, EvidencePackage
 from .storage import evidence_storage
 
@@ -44,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 EXPORT_PERMISSION = "evidence.export_evidence"
 BAG_CHECKSUMS = ["sha256", "sha512"]
-# bag-info.txt fields every package has (bagit adds Payload-Oxum and Bag-Software-Agent).
+# bag-info.txt fields every package has (the build adds Payload-Oxum and Bag-Software-Agent).
 REQUIRED_BAG_INFO = (
     "Source-Organization",
     "External-Identifier",
@@ -57,9 +64,19 @@ REQUIRED_BAG_INFO = (
 # Evidence is mostly compressed media already: deflating it costs far more time than it saves
 # (see bench/RESULTS.md), so the zip stores files as they are.
 ZIP_COMPRESSION = zipfile.ZIP_STORED
+# Entries from this size are written with ZIP64 headers (force_zip64). zipfile would choose
+# ZIP64 itself from the size given up front (above 2 GiB / 1.05); forcing it from 1 GiB leaves
+# no doubt for an entry larger than the zip format's 32-bit sizes.
+ZIP64_FROM = zipfile.ZIP64_LIMIT // 2
+BAGIT_VERSION = "1.0"  # RFC 8493
+BAG_SOFTWARE_AGENT = "BakkMe Safety back office (evidence.packages)"
 READ_CHUNK = crypto.CHUNK_SIZE
-MIB = 1024 * 1024
 Status = EvidencePackage.Status
+# A build's work folder: bakkme-package-<package id>-<lease token> (sweep_work_areas); older
+# versions named theirs bakkme-package-<random> and left a plaintext bag in it when killed.
+WORK_AREA_PREFIX = "bakkme-package-"
+_WORK_AREA = re.compile(rf"{WORK_AREA_PREFIX}(?P<package>\d+)-(?P<token>[0-9a-f]{{32}})")
+REBUILD_HINT = 'Press "Build again" to build it again.'
 
 
 class PackageUnavailable(Exception):
@@ -123,7 +140,8 @@ def _queue_build(package_id: int) -> None:
     from django_q.tasks import async_task
 
     # Its own timeout: a large package takes longer than the cluster's default. A delivery
-    # again while it runs (Q_CLUSTER retry) finds it building and does nothing.
+    # again while it runs (Q_CLUSTER retry) finds its lease live and does nothing; after its
+    # worker died, it builds it again (build).
     async_task(
         "evidence.tasks.build_package",
         package_id,
@@ -175,50 +193,231 @@ def included_items(package: EvidencePackage) -> list[EvidenceItem]:
 # --- Building ------------------------------------------------------------------------------------
 
 
+class LeaseLost(Exception):
+    """This run no longer holds the build: another run took it over, or the sweep failed it."""
+
+
 def build(package_id: int) -> EvidencePackage | None:
-    """Build a queued package; None when it is not queued (built, building or failed already:
-    a second delivery of the task does nothing). A failure marks it failed with the reason and
-    leaves nothing behind: no temporary files, no stored zip."""
-    package = _claim(package_id)
-    if package is None:
+    """Build a queued package, or take over a build whose lease ran out (its worker died); None
+    when there is nothing to do (built, failed, or building under a live lease: a second
+    delivery of the task leaves a live build alone). A failure marks it failed with the reason
+    and leaves nothing behind: no work folder, no stored zip."""
+    claimed = _claim(package_id)
+    if claimed is None:
         return None
-    workdir = Path(tempfile.mkdtemp(prefix="bakkme-package-", dir=settings.BAKKME_PACKAGE_TEMP_DIR))
-    stored = None
+    package, lease = claimed
+    workdir = stored = None
     try:
-        items = included_items(package)
-        if not items:
-            raise PackageBuildError(f"Case #{package.case_id} has no evidence left to export.")
-        progress = _Progress(package)
-        bag_dir = workdir / "bag"
-        _write_payload(package, items, bag_dir, progress)
-        progress.set(_WRITE_END, "Computing the SHA-256 and SHA-512 manifests")
-        bagit.make_bag(str(bag_dir), _bag_info(package), checksums=BAG_CHECKSUMS)
-        stored = _zip_and_seal(package, bag_dir, workdir, progress)
-        _mark_ready(package, items, stored)
+        with _Heartbeat(lease):
+            workdir = _make_work_area(package, lease)
+            items = included_items(package)
+            if not items:
+                raise PackageBuildError(f"Case #{package.case_id} has no evidence left to export.")
+            progress = _Progress(lease)
+            stored = _write_sealed_bag(package, items, workdir, progress)
+            _mark_ready(package, items, stored, lease)
+    except LeaseLost:
+        logger.warning("Evidence package %s: this build lost its lease and stopped", package_id)
+        if stored is not None:
+            evidence_storage().delete(stored.storage_name)
     except Exception as exc:
         logger.exception("Evidence package %s failed", package_id)
         if stored is not None:
             evidence_storage().delete(stored.storage_name)
-        _mark_failed(package, _describe_failure(exc))
+        _mark_failed(package, _describe_failure(exc), lease=lease)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     package.refresh_from_db()
     return package
 
 
-def _claim(package_id: int) -> EvidencePackage | None:
-    with transaction.atomic():
-        package = (
-            EvidencePackage.objects.select_for_update()
-            .select_related("case", "requested_by")
-            .filter(pk=package_id)
-            .first()
+def _lease_ran_out(package: EvidencePackage, now) -> bool:
+    # No lease at all: a build started before builds had leases, stuck since.
+    return package.lease_until is None or package.lease_until <= now
+
+
+def _claim(package_id: int) -> tuple[EvidencePackage, "_Lease"] | None:
+    """Take the build: a queued package, or a building one whose lease ran out. A conditional
+    UPDATE on the state read (status, lease) makes two runs never both win, on SQLite too."""
+    now = timezone.now()
+    package = (
+        EvidencePackage.objects.select_related("case", "requested_by").filter(pk=package_id).first()
+    )
+    if package is None:
+        return None
+    if package.status == Status.QUEUED:
+        note = "Starting"
+    elif package.status == Status.BUILDING and _lease_ran_out(package, now):
+        note = f"Building again: the previous build {_stopped(package)}"
+        logger.warning(
+            "Evidence package %s: the previous build %s; building it again",
+            package.pk,
+            _stopped(package),
         )
-        if package is None or package.status != Status.QUEUED:
-            return None
-        package.status, package.progress, package.progress_note = Status.BUILDING, 0, "Starting"
-        package.save(update_fields=["status", "progress", "progress_note"])
-    return package
+    else:
+        return None
+    lease = _Lease(package.pk)
+    claimed = EvidencePackage.objects.filter(
+        pk=package.pk,
+        status=package.status,
+        lease_token=package.lease_token,
+        lease_until=package.lease_until,
+    ).update(
+        status=Status.BUILDING,
+        progress=0,
+        progress_note=note[:200],
+        error="",
+        lease_token=lease.token,
+        heartbeat_at=now,
+        lease_until=now + lease.duration,
+    )
+    if not claimed:
+        return None  # another run took it in between
+    package.refresh_from_db()
+    return package, lease
+
+
+def _stopped(package: EvidencePackage) -> str:
+    """When a dead build last showed life: "stopped at 14:03 UTC on 2026-12-01 (...)"."""
+    if package.heartbeat_at is None:
+        return "stopped (its worker ended)"
+    at = package.heartbeat_at.astimezone(UTC)
+    return f"stopped at {at:%H:%M} UTC on {at:%Y-%m-%d} (its worker ended)"
+
+
+class _Lease:
+    """A run's hold on its package's build: a token only this run knows, and `lease_until`,
+    renewed by each progress update and at least every third of BAKKME_PACKAGE_LEASE_SECONDS.
+    A renewal is a conditional UPDATE on the token: when another run took the build over (or
+    the sweep failed it), it changes nothing and LeaseLost stops this run."""
+
+    def __init__(self, package_id: int):
+        self.package_id = package_id
+        self.token = uuid.uuid4().hex
+        self.duration = timedelta(seconds=settings.BAKKME_PACKAGE_LEASE_SECONDS)
+        self.interval = max(settings.BAKKME_PACKAGE_LEASE_SECONDS / 3, 0.05)
+        self.renewed = time.monotonic()
+        self.lost = False  # set by the heartbeat thread; the build's own thread raises
+
+    def renew(self, **fields) -> None:
+        """Extend the lease, writing `fields` (the progress) in the same UPDATE."""
+        now = timezone.now()
+        kept = EvidencePackage.objects.filter(
+            pk=self.package_id, status=Status.BUILDING, lease_token=self.token
+        ).update(heartbeat_at=now, lease_until=now + self.duration, **fields)
+        if not kept:
+            self.lost = True
+            raise LeaseLost(self.package_id)
+        self.renewed = time.monotonic()
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost(self.package_id)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.renewed >= self.interval
+
+    def owns(self, package: EvidencePackage) -> bool:
+        return package.status == Status.BUILDING and package.lease_token == self.token
+
+
+class _Heartbeat:
+    """Renews the lease from a thread of its own every third of the lease, so that the steps
+    that report no progress (an item checked whole before it is read, the zip stored) keep
+    it too; it dies with the process, which is the point. Not started for a build inside the
+    caller's transaction (a sync cluster in tests): no other connection can see that build,
+    so nobody can take it over, and a second connection would wait for its locks."""
+
+    def __init__(self, lease: _Lease):
+        self.lease = lease
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self):
+        if not connection.in_atomic_block:
+            name = f"evidence-package-{self.lease.package_id}-lease"
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.lease.interval):
+                try:
+                    self.lease.renew()
+                except LeaseLost:
+                    return
+                except Exception:  # a database hiccup: the next beat tries again
+                    logger.exception(
+                        "Evidence package %s: lease not renewed", self.lease.package_id
+                    )
+        finally:
+            connection.close()  # this thread's own connection
+
+
+def _make_work_area(package: EvidencePackage, lease: _Lease) -> Path:
+    """The build's private folder: it only ever holds the encrypted zip as it is written (an
+    unnamed temporary file). Its name says which build uses it (sweep_work_areas)."""
+    path = work_root() / f"{WORK_AREA_PREFIX}{package.pk}-{lease.token}"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def work_root() -> Path:
+    return Path(settings.BAKKME_PACKAGE_TEMP_DIR or tempfile.gettempdir())
+
+
+def sweep_work_areas() -> list[Path]:
+    """Remove every package work folder that no live build uses (those of builds whose worker
+    died, and the plaintext bags older versions left in `bakkme-package-*` folders). Run when
+    a worker starts (evidence.receivers); a build whose lease is live keeps its folder."""
+    live = set(
+        EvidencePackage.objects.filter(
+            status=Status.BUILDING, lease_until__gt=timezone.now()
+        ).values_list("lease_token", flat=True)
+    )
+    removed = []
+    for path in sorted(work_root().glob(f"{WORK_AREA_PREFIX}*")):
+        if path.is_symlink() or not path.is_dir():
+            continue
+        match = _WORK_AREA.fullmatch(path.name)
+        if match and match["token"] in live:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        logger.warning("Removed %s stale evidence package work folders", len(removed))
+    return removed
+
+
+def fail_dead_builds(now=None) -> int:
+    """Mark failed, with the reason, each build whose lease ran out more than Q_CLUSTER's retry
+    ago (time for the task delivered again to take it over first; with a broker that does not
+    deliver again, this is the only way out). A build taken over meanwhile is left alone.
+    Returns how many were failed."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.Q_CLUSTER.get("retry", 60))
+    dead = EvidencePackage.objects.filter(status=Status.BUILDING).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lte=now - grace)
+    )
+    failed = 0
+    for package in dead.only("pk", "lease_token", "lease_until", "heartbeat_at"):
+        reason = f"The build {_stopped(package)}. {REBUILD_HINT}"
+        failed += EvidencePackage.objects.filter(
+            pk=package.pk,
+            status=Status.BUILDING,
+            lease_token=package.lease_token,
+            lease_until=package.lease_until,
+        ).update(status=Status.FAILED, error=reason, progress_note="Failed", lease_until=None)
+    if failed:
+        logger.warning("Marked %s dead evidence package builds failed", failed)
+    return failed
 
 
 def _describe_failure(exc: Exception) -> str:
@@ -232,16 +431,20 @@ def _describe_failure(exc: Exception) -> str:
     return f"The package could not be built ({type(exc).__name__}: {exc})."
 
 
-def _mark_failed(package: EvidencePackage, error: str) -> None:
-    EvidencePackage.objects.filter(pk=package.pk).update(
-        status=Status.FAILED, error=error, progress_note="Failed"
-    )
+def _mark_failed(package: EvidencePackage, error: str, *, lease: "_Lease | None" = None) -> None:
+    """Failed with the reason; a build's failure only while it still holds the lease."""
+    packages_ = EvidencePackage.objects.filter(pk=package.pk)
+    if lease is not None:
+        packages_ = packages_.filter(status=Status.BUILDING, lease_token=lease.token)
+    packages_.update(status=Status.FAILED, error=error, progress_note="Failed", lease_until=None)
 
 
-def _mark_ready(package: EvidencePackage, items: list[EvidenceItem], stored) -> None:
+def _mark_ready(package: EvidencePackage, items: list[EvidenceItem], stored, lease) -> None:
     now = timezone.now()
     with transaction.atomic():
         package = EvidencePackage.objects.select_for_update().get(pk=package.pk)
+        if not lease.owns(package):
+            raise LeaseLost(package.pk)
         if not package.items.exists():
             package.items.set(items)  # "the whole case" becomes the items it held at the build
         package.status, package.progress, package.progress_note = Status.READY, 100, "Ready"
@@ -250,27 +453,31 @@ def _mark_ready(package: EvidencePackage, items: list[EvidenceItem], stored) -> 
         package.key_id, package.size, package.sha256 = stored.key_id, stored.size, stored.sha256
         package.built_at = now
         package.expires_at = now + timedelta(hours=settings.BAKKME_PACKAGE_LINK_HOURS)
+        package.lease_until = None
         package.save()
 
 
-# Progress: writing the items is 0-50 %, the manifests 50-60 %, zipping and encrypting 60-95 %.
-_WRITE_END, _ZIP_START, _ZIP_END = 50, 60, 95
+# Progress: the items are 0-90 %, the case's files and the manifests 90-95 %, storing the rest.
+_ITEMS_END, _TAGS_START, _ZIP_END = 90, 93, 95
 
 
 class _Progress:
     """Writes percent and note to the package row when the percent changes (at most ~100
-    small UPDATEs a build), so the admin page can show them while the build runs."""
+    small UPDATEs a build), so the admin page can show them while the build runs. Each write
+    renews the lease, and so does a step that runs for a third of the lease without a new
+    percent."""
 
-    def __init__(self, package: EvidencePackage):
-        self.package_id = package.pk
+    def __init__(self, lease: _Lease):
+        self.lease = lease
         self.percent = -1
 
     def set(self, percent: int, note: str) -> None:
+        self.lease.check()
         if percent != self.percent:
             self.percent = percent
-            EvidencePackage.objects.filter(pk=self.package_id).update(
-                progress=percent, progress_note=note[:200]
-            )
+            self.lease.renew(progress=percent, progress_note=note[:200])
+        elif self.lease.due():
+            self.lease.renew()
 
     def between(self, start: int, end: int, done: int, total: int, note: str) -> None:
         """`done` of `total` bytes of a step that runs from `start` to `end` percent."""
@@ -289,42 +496,169 @@ def item_path(item: EvidenceItem) -> str:
     return f"{folder}/{item.pk}{extension}"
 
 
-def _write_payload(package, items, bag_dir: Path, progress: _Progress) -> None:
-    """The items (decrypted, each checked whole against its SHA-256 first), the EXPORT custody
-    events, then metadata.json, timeline.json, custody.json and summary.html."""
+def _write_sealed_bag(package, items, workdir: Path, progress: _Progress) -> vault.Sealed:
+    """The bag, written file by file into a zip that streams into a vault.Sealer: plaintext
+    exists only in memory, a chunk at a time; the disk (the work folder) sees ciphertext only.
+    Then the ciphertext is stored. No size limit: a package of a large case is larger than any
+    one item may be."""
+    sealer = vault.Sealer(limit=None, dir=str(workdir))
+    try:
+        with zipfile.ZipFile(sealer, "w", compression=ZIP_COMPRESSION) as archive:
+            bag = _BagWriter(archive, download_name(package))
+            _write_items(package, items, bag, progress)
+            progress.set(
+                _ITEMS_END, "Zipping and encrypting the metadata, timeline and chain of custody"
+            )
+            _record_export(package, items)
+            # The ledger's head, signed and kept outside the database, as it stands with this
+            # package's EXPORT events: the package carries it, so the chain of custody it holds
+            # can be checked against the ledger later (README "Custody ledger").
+            checkpoint = checkpoints.write_checkpoint(reason=f"evidence package {package.pk}")
+            _write_case_files(package, items, bag, checkpoint)
+            progress.set(_TAGS_START, "Zipping and encrypting the BagIt manifests")
+            bag.finish(_bag_info(package))
+    except BaseException:
+        sealer.discard()
+        raise
+    progress.set(_ZIP_END, "Storing the encrypted package")
+    return vault.store(sealer.finish(), "packages")
+
+
+def _write_items(package, items, bag: "_BagWriter", progress: _Progress) -> None:
+    """Each item decrypted (checked whole against its SHA-256 first) into its zip entry."""
     done, total = 0, sum(item.size for item in items)
     for number, item in enumerate(items, 1):
-        path = bag_dir / item_path(item)
-        path.parent.mkdir(parents=True, exist_ok=True)
         note = f"Writing item {number} of {len(items)} (#{item.pk})"
-        with open(path, "xb") as out:
-            for piece in vault.read_verified(
-                item, purpose=f"building evidence package #{package.pk}"
-            ):
-                out.write(piece)
+
+        def pieces(item=item, note=note):
+            nonlocal done
+            purpose = f"building evidence package #{package.pk}"
+            for piece in vault.read_verified(item, purpose=purpose):
+                yield piece
                 done += len(piece)
-                progress.between(0, _WRITE_END, done, total, note)
-    custody.record(
-        items,
-        CustodyEvent.Action.EXPORT,
-        actor=package.requested_by,
-        purpose=package.purpose,
-        detail={"package": package.pk, "recipient": package.recipient},
+                progress.between(0, _ITEMS_END, done, total, note)
+
+        bag.add_payload(item_path(item), pieces(), size=item.size)
+
+
+def _record_export(package, items) -> None:
+    """The EXPORT custody events, once per package: a build taken over or built again after
+    the events were recorded reuses them (custody.json lists them either way)."""
+    recorded = set(
+        CustodyEvent.objects.filter(
+            action=CustodyEvent.Action.EXPORT,
+            item__in=[item.pk for item in items],
+            detail__package=package.pk,
+        ).values_list("item_id", flat=True)
     )
+    missing = [item for item in items if item.pk not in recorded]
+    if missing:
+        custody.record(
+            missing,
+            CustodyEvent.Action.EXPORT,
+            actor=package.requested_by,
+            purpose=package.purpose,
+            detail={"package": package.pk, "recipient": package.recipient},
+        )
+
+
+def _write_case_files(package, items, bag: "_BagWriter", checkpoint) -> None:
+    """metadata.json, timeline.json, custody.json, ledger-checkpoint.json and summary.html.
+    They are made in memory: they are the size of the database rows behind them, which are in
+    memory anyway."""
     metadata = package_metadata(package, items)
-    _write_json(bag_dir / "metadata.json", metadata)
-    _write_json(bag_dir / "timeline.json", [_timeline_entry(e) for e in timeline(package.case)])
-    _write_json(bag_dir / "custody.json", _custody(items))
+    metadata["ledger_checkpoint"] = {"file": "ledger-checkpoint.json", "name": checkpoint.name}
     summary = render_to_string(
         "admin/evidence/package/summary.html",
         {"meta": metadata, "organization": settings.BAKKME_EVIDENCE_ORGANIZATION},
     )
-    (bag_dir / "summary.html").write_text(summary, encoding="utf-8")
+    files = {
+        "metadata.json": _json(metadata),
+        "timeline.json": _json([_timeline_entry(event) for event in timeline(package.case)]),
+        "custody.json": _json(_custody(items)),
+        "ledger-checkpoint.json": checkpoint.json_bytes(),
+        "summary.html": summary.encode("utf-8"),
+    }
+    for path, data in files.items():
+        bag.add_payload(path, [data], len(data))
 
 
-def _write_json(path: Path, data) -> None:
-    with open(path, "x", encoding="utf-8") as out:
-        json.dump(data, out, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False)
+def _json(data) -> bytes:
+    return json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False).encode("utf-8")
+
+
+class _BagWriter:
+    """Writes a BagIt 1.0 bag (RFC 8493) into a zip as it goes, under one root folder: payload
+    files under data/, hashed (SHA-256, SHA-512) as they pass; then bagit.txt, bag-info.txt
+    (with Payload-Oxum), the manifests and the tag manifests. (The `bagit` library makes bags
+    only from files on disk, so here it only validates them: verify_zip.)
+
+    The zip's target cannot seek, so zipfile writes each entry's sizes and CRC after its data
+    (a data descriptor); an entry's size is given up front so that zipfile uses ZIP64 for the
+    entries that need it.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, root: str):
+        self.archive, self.root = archive, root
+        self.date_time = timezone.now().astimezone(UTC).timetuple()[:6]
+        self.manifest: dict[str, list[str]] = {algorithm: [] for algorithm in BAG_CHECKSUMS}
+        self.tag_manifest: dict[str, list[str]] = {algorithm: [] for algorithm in BAG_CHECKSUMS}
+        self.payload_bytes = self.payload_files = 0
+
+    def add_payload(self, path: str, pieces: Iterable[bytes], size: int) -> None:
+        name = f"data/{path}"
+        digests, written = self._write(name, pieces, size)
+        for algorithm, digest in digests.items():
+            self.manifest[algorithm].append(_manifest_line(digest, name))
+        self.payload_bytes += written
+        self.payload_files += 1
+
+    def finish(self, bag_info: dict[str, str]) -> None:
+        bagit_txt = f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n"
+        self._add_tag_file("bagit.txt", bagit_txt)
+        info = {
+            **bag_info,
+            "Bag-Software-Agent": BAG_SOFTWARE_AGENT,
+            "Payload-Oxum": f"{self.payload_bytes}.{self.payload_files}",
+        }
+        self._add_tag_file("bag-info.txt", "".join(_tag_line(k, v) for k, v in info.items()))
+        for algorithm in BAG_CHECKSUMS:
+            self._add_tag_file(f"manifest-{algorithm}.txt", "".join(self.manifest[algorithm]))
+        # The tag manifests list the tag files above, not each other.
+        for algorithm in BAG_CHECKSUMS:
+            data = "".join(self.tag_manifest[algorithm]).encode("utf-8")
+            self._write(f"tagmanifest-{algorithm}.txt", [data], len(data))
+
+    def _add_tag_file(self, name: str, text: str) -> None:
+        data = text.encode("utf-8")
+        digests, _ = self._write(name, [data], len(data))
+        for algorithm, digest in digests.items():
+            self.tag_manifest[algorithm].append(_manifest_line(digest, name))
+
+    def _write(self, name: str, pieces: Iterable[bytes], size: int) -> tuple[dict[str, str], int]:
+        info = zipfile.ZipInfo(f"{self.root}/{name}", date_time=self.date_time)
+        info.compress_type = ZIP_COMPRESSION
+        info.external_attr = 0o644 << 16  # rw-r--r--, as files written to disk had
+        info.file_size = size
+        hashers = {algorithm: hashlib.new(algorithm) for algorithm in BAG_CHECKSUMS}
+        written = 0
+        with self.archive.open(info, "w", force_zip64=size >= ZIP64_FROM) as target:
+            for piece in pieces:
+                target.write(piece)
+                for hasher in hashers.values():
+                    hasher.update(piece)
+                written += len(piece)
+        return {algorithm: hasher.hexdigest() for algorithm, hasher in hashers.items()}, written
+
+
+def _manifest_line(digest: str, path: str) -> str:
+    # RFC 8493 §2.1.3: a path's %, CR and LF are percent-encoded (item_path never makes them).
+    encoded = path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return f"{digest}  {encoded}\n"
+
+
+def _tag_line(label: str, value: str) -> str:
+    return f"{label}: {' '.join(str(value).split())}\n"  # one line per tag (RFC 8493 §2.2.2)
 
 
 def _person(user) -> str:
@@ -462,8 +796,8 @@ def _bag_info(package: EvidencePackage) -> dict:
         "External-Identifier": str(package.case_id),
         "Bagging-Date": timezone.now().date().isoformat(),
         "Requested-By": _person(package.requested_by),
-        "Purpose": " ".join(package.purpose.split()),  # bag-info values are one line
-        "Recipient": " ".join(package.recipient.split()),
+        "Purpose": package.purpose,  # bag-info values are one line (_tag_line)
+        "Recipient": package.recipient,
         "Evidence-Package": str(package.pk),
     }
 
@@ -472,32 +806,43 @@ def download_name(package: EvidencePackage) -> str:
     return f"bakkme-evidence-package-{package.pk}"
 
 
-def _zip_and_seal(package, bag_dir: Path, workdir: Path, progress: _Progress) -> vault.Sealed:
-    """Zip the bag file by file, straight into a vault.Sealer (no plaintext zip anywhere),
-    then store the ciphertext. No size limit: a package of a large case is larger than any
-    one item may be."""
-    root = download_name(package)
-    files = sorted(path for path in bag_dir.rglob("*") if path.is_file())
-    total = sum(path.stat().st_size for path in files)
-    done = 0
-    sealer = vault.Sealer(limit=None, dir=str(workdir))
-    try:
-        with zipfile.ZipFile(sealer, "w", compression=ZIP_COMPRESSION) as archive:
-            for path in files:
-                name = f"{root}/{path.relative_to(bag_dir).as_posix()}"
-                info = zipfile.ZipInfo.from_file(path, name)
-                info.compress_type = ZIP_COMPRESSION
-                with open(path, "rb") as source, archive.open(info, "w") as target:
-                    while piece := source.read(READ_CHUNK):
-                        target.write(piece)
-                        done += len(piece)
-                        note = f"Zipping and encrypting: {done // MIB:,} of {total // MIB:,} MB"
-                        progress.between(_ZIP_START, _ZIP_END, done, total, note)
-    except BaseException:
-        sealer.discard()
-        raise
-    progress.set(_ZIP_END, "Storing the encrypted package")
-    return vault.store(sealer.finish(), "packages")
+# --- Building again ------------------------------------------------------------------------------
+
+
+def may_rebuild(user, package: EvidencePackage) -> bool:
+    """Its requester, while they may still export the case's evidence; or the Child Safety
+    Officer (every case's evidence) for a case they can see."""
+    if package.requested_by_id == user.pk and may_export(user, package.case):
+        return True
+    return user.has_perm(access.CASE_EVIDENCE_PERMISSION) and access.may_access(user, package.case)
+
+
+def rebuild(package: EvidencePackage, *, actor) -> EvidencePackage:
+    """Queue a failed package to be built again (the same package: its purpose, recipient and
+    items). Only a failed one (PackageUnavailable otherwise); Http404 for anyone who may not
+    (may_rebuild), so its existence is not disclosed. A zip stored by an earlier build (one that
+    failed its integrity check later) is deleted once this commits."""
+    if not may_rebuild(actor, package):
+        raise Http404("No such evidence package.")
+    with transaction.atomic():
+        package = EvidencePackage.objects.select_for_update().get(pk=package.pk)
+        if package.status != Status.FAILED:
+            raise PackageUnavailable(
+                f"Evidence package #{package.pk} is {package.get_status_display().lower()}: "
+                "only a failed package can be built again."
+            )
+        old_zip = package.storage_name
+        package.status, package.progress = Status.QUEUED, 0
+        package.progress_note = f"Queued again by {actor.get_username()}"[:200]
+        package.error = ""
+        package.lease_token, package.lease_until, package.heartbeat_at = "", None, None
+        package.storage_name, package.wrapped_key, package.key_id = "", None, ""
+        package.size, package.sha256, package.built_at, package.expires_at = None, "", None, None
+        package.save()
+        if old_zip:
+            transaction.on_commit(lambda: evidence_storage().delete(old_zip))
+        transaction.on_commit(lambda: _queue_build(package.pk))
+    return package
 
 
 # --- Downloading ---------------------------------------------------------------------------------

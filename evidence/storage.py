@@ -2,7 +2,8 @@
 
 The default is a private folder (BAKKME_EVIDENCE_ROOT: never under MEDIA_ROOT, never served);
 S3-compatible object storage through django-storages when BAKKME_EVIDENCE_S3_BUCKET is set (see
-settings). Nothing but ciphertext is ever written here.
+settings). Nothing but ciphertext is ever written here, besides the ledgers' signed checkpoints
+(`checkpoints/`: event ids, counts and MACs, no evidence; evidence/checkpoints.py).
 """
 
 import uuid

@@ -23,8 +23,13 @@ PASSWORD = "correct horse battery staple"
 EXPORT = "/admin/audit/auditevent/export.csv"
 
 
-def events(action, user=None):
-    qs = AuditEvent.objects.filter(action=action)
+def last_pk() -> int:
+    """Where the trail ends now: the trail is append-only, so a test looks at what follows."""
+    return AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def events(action, user=None, after=0):
+    qs = AuditEvent.objects.filter(action=action, pk__gt=after)
     if user is not None:
         qs = qs.filter(object_type="auth.user", object_id=str(user.pk))
     return qs
@@ -99,23 +104,23 @@ def test_factor_enrolment_backup_codes_and_removal(reviewer):
 
 def test_role_and_permission_changes_from_either_side(reviewer):
     assert events("role_changed", reviewer).get().detail == {"added": ["reviewer"]}  # factory
-    AuditEvent.objects.all().delete()
+    mark = last_pk()
     legal = Group.objects.get(name="legal")
     reviewer.groups.add(legal)
-    assert events("role_changed", reviewer).get().detail == {"added": ["legal"]}
+    assert events("role_changed", reviewer, mark).get().detail == {"added": ["legal"]}
     legal.user_set.remove(reviewer)
-    assert events("role_changed", reviewer).filter(detail={"removed": ["legal"]}).exists()
+    assert events("role_changed", reviewer, mark).filter(detail={"removed": ["legal"]}).exists()
     reviewer.groups.clear()
-    assert events("role_changed", reviewer).filter(detail={"removed": ["reviewer"]}).exists()
+    assert events("role_changed", reviewer, mark).filter(detail={"removed": ["reviewer"]}).exists()
 
     perm = Permission.objects.get(codename="view_auditevent")
     reviewer.user_permissions.add(perm)
-    assert events("permission_changed", reviewer).get().detail == {
+    assert events("permission_changed", reviewer, mark).get().detail == {
         "added": ["audit.view_auditevent"]
     }
     legal.permissions.remove(Permission.objects.get(codename="view_report"))
-    group_event = AuditEvent.objects.get(
-        action="permission_changed", object_type="auth.group", object_id=str(legal.pk)
+    group_event = events("permission_changed", after=mark).get(
+        object_type="auth.group", object_id=str(legal.pk)
     )
     assert group_event.detail == {"removed": ["reports.view_report"]}
 
@@ -142,14 +147,14 @@ def test_account_creation_and_flag_changes(reviewer):
 def test_changes_made_in_the_admin_name_who_made_them(client, reviewer):
     boss = get_user_model().objects.create_superuser("boss", password="x")
     client.force_login(boss)
-    legal = Group.objects.get(name="legal")
+    senior = Group.objects.get(name="senior_reviewer")
     response = client.post(
         f"/admin/auth/user/{reviewer.pk}/change/",
         {
             "username": reviewer.username,
             "is_active": "on",
             "is_staff": "on",
-            "groups": [legal.pk],
+            "groups": [senior.pk],
             "date_joined_0": "2026-01-01",
             "date_joined_1": "10:00:00",
             "initial-date_joined_0": "2026-01-01",
@@ -158,7 +163,7 @@ def test_changes_made_in_the_admin_name_who_made_them(client, reviewer):
     )
     assert response.status_code == 302, response.content[:2000]
     changes = events("role_changed", reviewer).filter(actor=boss)
-    assert {"added": ["legal"]} in [e.detail for e in changes]
+    assert {"added": ["senior_reviewer"]} in [e.detail for e in changes]
     assert {"removed": ["reviewer"]} in [e.detail for e in changes]
     assert all(e.actor_name == "boss" for e in changes)
 
@@ -184,7 +189,7 @@ def test_training_and_background_updates(reviewer):
     assert fields, "staff.StaffProfile has training and background fields"
     profile, _ = StaffProfile.objects.get_or_create(user=reviewer)
     profile.refresh_from_db()
-    AuditEvent.objects.all().delete()
+    mark = last_pk()
     expected = {}
     for attname, action in fields.items():
         field = StaffProfile._meta.get_field(attname)
@@ -194,13 +199,15 @@ def test_training_and_background_updates(reviewer):
         expected.setdefault(action, set()).add(attname)
     profile.save()
     for action, names in expected.items():
-        event = events(action, reviewer).get()
+        event = events(action, reviewer, mark).get()
         assert set(event.detail["changes"]) == names
         assert event.detail["record"] == "staff.staffprofile"
     # Saving other fields records nothing.
     profile.on_shift = not profile.on_shift
     profile.save()
-    assert AuditEvent.objects.filter(action__in=list(expected)).count() == len(expected)
+    assert AuditEvent.objects.filter(action__in=list(expected), pk__gt=mark).count() == len(
+        expected
+    )
 
 
 # --- Who sees it ---------------------------------------------------------------------------------
@@ -231,8 +238,11 @@ def test_reviewers_do_not(client, reviewer):
 
 
 def test_the_export_filters_by_user_object_action_and_time(client, auditor, reviewer, senior):
+    # The trail is append-only: the fixtures' own events stay, written now; this test's are on
+    # one day before, and the filters that would also match the fixtures' look at that day.
     t0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-    AuditEvent.objects.all().delete()
+    day = {"since": "2026-11-01", "until": "2026-11-02"}
+    assert AuditEvent.objects.filter(at__lt=t0 + timedelta(days=1)).count() == 0
     with time_machine.travel(t0, tick=False) as traveller:
         services.record("login", obj=reviewer, actor=reviewer)
         traveller.shift(timedelta(hours=1))
@@ -253,11 +263,11 @@ def test_the_export_filters_by_user_object_action_and_time(client, auditor, revi
         ("login", senior.username, str(senior.pk)),
     ]
     assert actions(user=str(senior.pk)) == actions(user=senior.username)
-    assert actions(object_type="auth.user", object_id=str(reviewer.pk)) == [
+    assert actions(object_type="auth.user", object_id=str(reviewer.pk), **day) == [
         ("login", reviewer.username, str(reviewer.pk)),
         ("role_changed", senior.username, str(reviewer.pk)),
     ]
-    assert [a for a, _, _ in actions(action="role_changed")] == ["role_changed"]
+    assert [a for a, _, _ in actions(action="role_changed", **day)] == ["role_changed"]
     assert actions(since="2026-11-01T09:30:00Z", until="2026-11-01 10:30") == [
         ("role_changed", senior.username, str(reviewer.pk))
     ]

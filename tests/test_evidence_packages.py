@@ -443,7 +443,7 @@ def test_the_list_shows_ones_own_packages_and_the_cso_all(
     page = client.get(changelist).content.decode()
     assert "Placeholder Police" in page and "Other Recipient" not in page
     change = reverse("admin:evidence_evidencepackage_change", args=[built.pk + 1])
-    assert client.get(change).status_code == 302  # another's package: "does not exist"
+    assert client.get(change).status_code == 404  # another's package: as if missing
 
     client.force_login(cso)
     page = client.get(changelist).content.decode()

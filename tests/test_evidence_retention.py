@@ -76,8 +76,10 @@ def test_items_of_a_closed_no_violation_case_go_after_90_days(settings, case, se
 
 def test_a_hold_on_a_case_expires_and_a_released_hold_no_longer_protects(case, legal, cso):
     item = collect(case)
-    with pytest.raises(PermissionDenied):  # legal staff hold the cases granted to them
+    # Legal staff hold the cases granted to them; another case is answered as if missing.
+    with pytest.raises(ValidationError) as refused:
         holds.place(by=legal, reason="litigation", authority="litigation", case=case)
+    assert refused.value.message_dict == {"case": ["No such case."]}
     access.grant(case, legal, by=cso, reason="litigation support")
     hold = holds.place(by=legal, reason="litigation", authority="litigation", case=case,
                        expires_at=timezone.now() + 400 * DAY)  # fmt: skip
@@ -119,6 +121,21 @@ def test_rotating_the_master_key_rewraps_data_keys_without_touching_the_items(
     assert b"".join(vault.read_verified(item)) == b"placeholder " * 1000
     assert item.custody.filter(action=CustodyEvent.Action.KEY_ROTATED).exists()
     assert vault_services.rotate_master_key() == 0
+
+
+def test_rotating_the_master_key_skips_items_retention_destroyed(settings, case):
+    """A destroyed item's data key is wiped: the rotation re-wraps the others and ends."""
+    gone = collect(case, b"placeholder gone")
+    kept = collect(case, b"placeholder kept")
+    EvidenceItem.objects.filter(pk=gone.pk).update(collected_at=timezone.now() - 400 * DAY)
+    assert retention.purge().purged == 1
+    old = settings.BAKKME_EVIDENCE_KEY
+    settings.BAKKME_EVIDENCE_KEY = crypto.new_key_text()
+    settings.BAKKME_EVIDENCE_OLD_KEYS = [old]
+    assert vault_services.rotate_master_key() == 1
+    kept.refresh_from_db()
+    assert kept.key_id == crypto.current_key().key_id
+    assert b"".join(vault.read_verified(kept)) == b"placeholder kept"
 
 
 def test_the_purge_runs_daily_as_a_django_q_schedule():

@@ -215,6 +215,7 @@ def _production_env() -> dict[str, str]:
     env.update(
         BAKKME_SECRET_KEY=secrets.token_urlsafe(64),
         BAKKME_EVIDENCE_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        BAKKME_LEDGER_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
         BAKKME_ALLOWED_HOSTS="backoffice.example",
         DJANGO_SETTINGS_MODULE="bakkme_safety.settings",
     )
