@@ -1,7 +1,8 @@
 """The receivers that put staff access and account changes into the audit trail.
 
 - logins, failed logins (the username tried, never the password), logouts: django.contrib.auth
-- lockouts: django-axes' user_locked_out
+- lockouts: django-axes' user_locked_out (what is locked: bakkme_safety.lockout)
+- login sprays: each failed login is checked by audit.login_spray.detect_login_spray
 - second factors: post_save / post_delete of every django-otp device model
 - accounts: post_save of the user (created; is_staff, is_active, is_superuser changed)
 - roles and permissions: m2m_changed of User.groups, User.user_permissions, Group.permissions
@@ -23,6 +24,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from .login_spray import detect_login_spray
 from .models import AuditEvent
 from .services import record
 
@@ -73,7 +75,7 @@ def _record_about_username(action, username, request, **detail):
     and the username tried is kept as given (nobody is logged in to be the actor)."""
     username = str(username or "")[:150]
     target = _user_named(username)
-    record(
+    return record(
         action,
         obj=target,
         actor=None,
@@ -88,7 +90,8 @@ def _record_about_username(action, username, request, **detail):
 def _login_failed(sender, credentials, request=None, **kwargs):
     # Only the username tried: Django has already masked the password, and nothing else is kept.
     username = credentials.get(User.USERNAME_FIELD) or credentials.get("username")
-    _record_about_username(Action.LOGIN_FAILED, username, request)
+    event = _record_about_username(Action.LOGIN_FAILED, username, request)
+    detect_login_spray(username=event.object_repr, ip=event.ip, request=request)
 
 
 @receiver(user_logged_out, dispatch_uid="audit_logout")
@@ -102,13 +105,17 @@ def _logged_out(sender, request, user, **kwargs):
 def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
     from django.conf import settings
 
-    _record_about_username(
-        Action.LOCKOUT,
-        username,
-        request,
-        failure_limit=settings.AXES_FAILURE_LIMIT,
-        cooloff_minutes=settings.BAKKME_LOGIN_COOLOFF_MINUTES,
-    )
+    from bakkme_safety.lockout import lockout_state
+
+    detail = {"cooloff_minutes": settings.BAKKME_LOGIN_COOLOFF_MINUTES}
+    if request is not None:
+        state = lockout_state(request, getattr(request, "axes_credentials", None))
+        detail.update(
+            locked=state.locked,  # what is locked: username_at_address, address, username
+            failures=state.nearest.failures,
+            failure_limit=state.nearest.limit,
+        )
+    _record_about_username(Action.LOCKOUT, username, request, **detail)
 
 
 # --- Second factors ------------------------------------------------------------------------------

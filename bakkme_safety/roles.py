@@ -18,6 +18,8 @@ class Role(models.TextChoices):
 
 # Roles a case can be escalated to.
 ESCALATION_ROLES = (Role.SENIOR_REVIEWER, Role.LEGAL, Role.CHILD_SAFETY_OFFICER)
+# Roles granted only by two people, one asking and a second approving (staff.privileges).
+PRIVILEGED_ROLES = (Role.CHILD_SAFETY_OFFICER, Role.LEGAL, Role.ADMIN)
 
 _REVIEWER = [
     "staff.view_notification",

@@ -454,14 +454,32 @@ SESSION_COOKIE_AGE = BAKKME_SESSION_IDLE_MINUTES * 60
 BAKKME_SESSION_TOUCH_SECONDS = 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True  # and no session outlives the browser on a shared desk
 
-# Login throttling (django-axes): this many failed logins for one username from one address lock
-# that pair out for the cool-off (each further try restarts it); a success resets the count.
+# Login throttling (django-axes, bakkme_safety.lockout): failed logins within the cool-off are
+# counted three ways, each locked at its own limit: one username from one address (that pair is
+# locked), one address for any usernames (the address is locked for every username), one
+# username from any addresses (the username is locked from everywhere). Tries made while locked
+# neither count nor extend the lockout, so one address adds at most the pair limit to a
+# username's count: locking someone out from everywhere takes
+# BAKKME_LOGIN_USERNAME_FAILURE_LIMIT / BAKKME_LOGIN_FAILURE_LIMIT addresses (4 by default).
+# A success clears that username's failures from that address only.
 BAKKME_LOGIN_FAILURE_LIMIT = int(os.environ.get("BAKKME_LOGIN_FAILURE_LIMIT", "5"))
+BAKKME_LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("BAKKME_LOGIN_ADDRESS_FAILURE_LIMIT", "20"))
+BAKKME_LOGIN_USERNAME_FAILURE_LIMIT = int(
+    os.environ.get("BAKKME_LOGIN_USERNAME_FAILURE_LIMIT", "20")
+)
 BAKKME_LOGIN_COOLOFF_MINUTES = int(os.environ.get("BAKKME_LOGIN_COOLOFF_MINUTES", "30"))
-AXES_FAILURE_LIMIT = BAKKME_LOGIN_FAILURE_LIMIT
+AXES_HANDLER = "bakkme_safety.lockout.LockoutHandler"
+AXES_FAILURE_LIMIT = "bakkme_safety.lockout.failure_limit"  # the limit of the count reached
 AXES_COOLOFF_TIME = timedelta(minutes=BAKKME_LOGIN_COOLOFF_MINUTES)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
+# Login sprays: this many distinct usernames failing from one address, or one username failing
+# from this many distinct addresses, within the window alert every CSO (once per address or
+# username and window) and are recorded in the audit trail (audit.login_spray).
+BAKKME_LOGIN_SPRAY_USERNAMES = int(os.environ.get("BAKKME_LOGIN_SPRAY_USERNAMES", "5"))
+BAKKME_LOGIN_SPRAY_ADDRESSES = int(os.environ.get("BAKKME_LOGIN_SPRAY_ADDRESSES", "3"))
+BAKKME_LOGIN_SPRAY_WINDOW_MINUTES = int(os.environ.get("BAKKME_LOGIN_SPRAY_WINDOW_MINUTES", "30"))
 AXES_LOCKOUT_CALLABLE = "bakkme_safety.two_factor_views.lockout_response"
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail
 # Behind this many proxies (each appending to X-Forwarded-For) the client address comes from that

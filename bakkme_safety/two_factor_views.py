@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 
-from . import two_factor
+from . import lockout, two_factor
 
 
 class CodeForm(forms.Form):
@@ -171,14 +171,28 @@ def logout(request):
     return redirect("admin:login")
 
 
+# What the lockout page says, by what is locked (bakkme_safety.lockout), widest first. The same
+# words whether or not the username exists: failures of unknown usernames count alike.
+LOCKOUT_MESSAGES = {
+    "address": "Too many failed logins from your address. Logging in from here is blocked "
+    "for every username",
+    "username": "Too many failed logins for this username from several addresses. Logging in "
+    "with this username is blocked from every address",
+    "username_at_address": "Too many failed logins for this username from your address. "
+    "Logging in with this username from here is blocked",
+}
+
+
 def lockout_response(request, original_response=None, credentials=None):
-    """django-axes' AXES_LOCKOUT_CALLABLE: the admin login page, saying why it refuses."""
+    """django-axes' AXES_LOCKOUT_CALLABLE: the admin login page, saying what is locked."""
     site = admin.site
     minutes = settings.BAKKME_LOGIN_COOLOFF_MINUTES
-    message = (
-        f"Too many failed logins for this account from your address. Logging in is blocked "
-        f"for {minutes} minutes; try again later, or ask an admin to unlock the account."
+    locked = lockout.lockout_state(request, credentials).locked
+    what = next(
+        (text for scope, text in LOCKOUT_MESSAGES.items() if scope in locked),
+        "Too many failed logins. Logging in is blocked",
     )
+    message = f"{what} for {minutes} minutes; try again later, or ask an admin to unlock it."
     context = {
         **site.each_context(request),
         "title": "Log in",

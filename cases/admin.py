@@ -24,6 +24,7 @@ from reports.events import with_events
 from staff import exposure
 
 from . import services, webhooks
+from .admin_scoping import CaseScopedAdminMixin
 from .forms import DecisionForm, EscalationForm, NoteForm, ReopenForm
 from .models import OPEN_STATES, Case, CaseState, EnforcementAction
 from .sla import sla_status
@@ -405,7 +406,7 @@ def _account_summary(reports) -> dict:
 
 
 @admin.register(EnforcementAction)
-class EnforcementActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EnforcementActionAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The actions and their delivery to the platform's webhook (read-only; cases/webhooks.py).
     The CSO may send failed ones again (an admin action, through the service)."""
 
@@ -464,9 +465,6 @@ class EnforcementActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(request, f"{retried} deliveries queued again.", messages.SUCCESS)
 
     retry_delivery.allowed_permissions = ("retry",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(case__in=Case.objects.visible_to(request.user))
 
 
 def webhook_delivery_state(obj, now) -> str:

@@ -666,8 +666,13 @@ def review_detection(detection, actor, confirmed: bool):
     from reports.models import Detection, DetectionMethod, HashEntry
 
     Outcome = Detection.Outcome
+    if not actor.has_perm("reports.review_detection"):
+        raise PermissionDenied("You may not review detections.")
     with transaction.atomic():
         case = _lock(detection.case)
+        if not Case.objects.visible_to(actor).filter(pk=case.pk).exists():
+            # Outside the person's cases (e.g. their CSAE training expired): as if missing.
+            raise PermissionDenied("No such detection.")
         detection = (
             Detection.objects.select_for_update(of=("self",))
             .select_related("item__report", "case")

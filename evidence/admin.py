@@ -14,10 +14,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from bakkme_safety.paginators import EstimatedCountPaginator
+from cases.admin_scoping import CaseScopedAdminMixin
 
 from . import views
 from .models import CustodyEvent, EvidenceItem
-from .queries import accessible_items, visible_custody
+from .queries import accessible_cases
 
 
 class _ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -27,9 +28,10 @@ class _ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(EvidenceItem)
-class EvidenceItemAdmin(_ReadOnlyAdmin):
-    """The items of the cases the user may reach (evidence.queries.accessible_items); an item's
-    page and the per-case evidence pages are evidence.views."""
+class EvidenceItemAdmin(CaseScopedAdminMixin, _ReadOnlyAdmin):
+    """The items of the cases the user may reach (evidence.queries.accessible_cases: the case's
+    visibility and the evidence rule); an item's page and the per-case evidence pages are
+    evidence.views."""
 
     list_display = (
         "item_number",
@@ -49,13 +51,8 @@ class EvidenceItemAdmin(_ReadOnlyAdmin):
     search_help_text = "SHA-256, MD5 or case number"
     ordering = ("-pk",)  # newest first, by the primary key's index
 
-    def get_queryset(self, request):
-        return accessible_items(request.user)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return accessible_items(request.user).filter(pk=obj.pk).exists()
-        return request.user.has_perm("evidence.view_evidenceitem")
+    def scope_queryset(self, queryset, request):
+        return queryset.filter(case__in=accessible_cases(request.user).values("pk"))
 
     def has_module_permission(self, request):
         return request.user.has_perm("evidence.view_evidenceitem")
@@ -124,7 +121,7 @@ class StaffActorFilter(admin.RelatedFieldListFilter):
 
 
 @admin.register(CustodyEvent)
-class CustodyEventAdmin(_ReadOnlyAdmin):
+class CustodyEventAdmin(CaseScopedAdminMixin, _ReadOnlyAdmin):
     """The chain of custody, read-only, for whoever holds evidence.view_custodyevent: events of
     the cases the user may see (auditors: all). Metadata only; the bytes are never here."""
 
@@ -151,14 +148,7 @@ class CustodyEventAdmin(_ReadOnlyAdmin):
         "hash",
     )
     fields = readonly_fields
-
-    def get_queryset(self, request):
-        return visible_custody(request.user)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return visible_custody(request.user).filter(pk=obj.pk).exists()
-        return request.user.has_perm("evidence.view_custodyevent")
+    case_path = "item__case"
 
     def has_module_permission(self, request):
         return request.user.has_perm("evidence.view_custodyevent")

@@ -14,6 +14,7 @@ from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
+from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
 
 from . import holds
@@ -41,13 +42,18 @@ class PlaceHoldForm(forms.Form):
         required=False, help_text="YYYY-MM-DD HH:MM (UTC). Empty: indefinite."
     )
 
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Cases and items outside the person's view are answered as if they did not exist.
+        self.cases = Case.objects.visible_to(user)
+
     def clean_case(self):
         number = self.cleaned_data.get("case")
         if number is None:
             return None
-        case = Case.objects.filter(pk=number).first()
+        case = self.cases.filter(pk=number).first()
         if case is None:
-            raise ValidationError("No such case.")
+            raise ValidationError(holds.NO_SUCH_CASE)
         return case
 
     def clean_item_ids(self):
@@ -56,10 +62,10 @@ class PlaceHoldForm(forms.Form):
             ids = {int(part) for part in text.replace(" ", "").split(",") if part}
         except ValueError as exc:
             raise ValidationError("Give item numbers separated by commas.") from exc
-        items = list(EvidenceItem.objects.filter(pk__in=ids))
+        items = list(EvidenceItem.objects.filter(pk__in=ids, case__in=self.cases.values("pk")))
         missing = ids - {item.pk for item in items}
         if missing:
-            raise ValidationError(f"No such evidence item: {', '.join(map(str, sorted(missing)))}.")
+            raise ValidationError(holds.no_such_items(missing))
         return items
 
 
@@ -68,7 +74,7 @@ class ReleaseHoldForm(forms.Form):
 
 
 @admin.register(LegalHold)
-class LegalHoldAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class LegalHoldAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = (
         "hold_number",
         "subject",
@@ -107,6 +113,9 @@ class LegalHoldAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             return "released"
         return "active" if hold.is_active() else "expired"
 
+    def scope_queryset(self, queryset, request):
+        return queryset.filter(pk__in=holds.visible_holds(request.user).values("pk"))
+
     def has_add_permission(self, request):
         return request.user.has_perm(holds.MANAGE_PERMISSION)
 
@@ -123,7 +132,7 @@ class LegalHoldAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = PlaceHoldForm(request.POST or None)
+        form = PlaceHoldForm(request.POST or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -139,9 +148,8 @@ class LegalHoldAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
                 )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
+                    field = "item_ids" if field == "items" else field
                     form.add_error(field if field in form.fields else None, errors)
-            except PermissionDenied as exc:
-                form.add_error("case", str(exc))
             else:
                 messages.success(request, f"Hold #{hold.pk} placed.")
                 return redirect("admin:evidence_legalhold_change", hold.pk)
@@ -168,7 +176,7 @@ class LegalHoldAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
     def release_view(self, request, hold_id):
         if request.method != "POST":
             raise Http404("Use the release form on the hold's page.")
-        hold = LegalHold.objects.filter(pk=hold_id).first()
+        hold = self.get_queryset(request).filter(pk=hold_id).first()
         if hold is None or not self.has_view_permission(request, hold):
             raise Http404("No such hold.")
         if not request.user.has_perm(holds.MANAGE_PERMISSION):

@@ -9,11 +9,12 @@ from datetime import datetime
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from cases.models import Case, CaseEvent
+from cases.models import Case, CaseEvent, sees_every_case
 from cases.services import record_event
+from cases.visibility import visible_case_ids
 
 from . import custody
 from .models import CustodyEvent, EvidenceItem, LegalHold
@@ -48,6 +49,35 @@ def is_held(item: EvidenceItem, now: datetime | None = None) -> bool:
     return held_items(now).filter(pk=item.pk).exists()
 
 
+def visible_holds(user):
+    """The holds `user` may see, release or read the history of: nothing a hold names may be
+    outside the person's cases (Case.objects.visible_to). Its case is visible, each of its items
+    belongs to a visible case, and its account is the subject of a visible case (or the person
+    placed the hold: an account hold can come before any case about the account)."""
+    holds = LegalHold.objects.all()
+    if sees_every_case(user):
+        return holds
+    visible = visible_case_ids(user)
+    hidden_item = LegalHold.items.through.objects.filter(legalhold=OuterRef("pk")).exclude(
+        evidenceitem__case__in=visible
+    )
+    account_case = Case.objects.visible_to(user).filter(
+        account_platform_id=OuterRef("account_platform_id")
+    )
+    return (
+        holds.filter(Q(case__isnull=True) | Q(case__in=visible))
+        .exclude(Exists(hidden_item))
+        .filter(Q(account_platform_id="") | Q(placed_by=user) | Exists(account_case))
+    )
+
+
+NO_SUCH_CASE = "No such case."
+
+
+def no_such_items(ids) -> str:
+    return f"No such evidence item: {', '.join(map(str, sorted(ids)))}."
+
+
 def _covered_ids(hold: LegalHold) -> list[int]:
     return list(
         EvidenceItem.objects.filter(
@@ -74,14 +104,20 @@ def place(
     the system places itself (`system` names it, e.g. a CyberTipline filing)."""
     if by is not None and not by.has_perm(MANAGE_PERMISSION):
         raise PermissionDenied("You may not place legal holds.")
-    if (
-        by is not None
-        and case is not None
-        and not Case.objects.visible_to(by).filter(pk=case.pk).exists()
-    ):
-        raise PermissionDenied("You may not place a hold on this case.")
     items = list(items)
     errors = {}
+    if by is not None:
+        # Outside the person's cases a case or an item is answered as if it did not exist.
+        visible = Case.objects.visible_to(by)
+        if case is not None and not visible.filter(pk=case.pk).exists():
+            errors["case"] = NO_SUCH_CASE
+        hidden = {item.pk for item in items} - set(
+            EvidenceItem.objects.filter(
+                pk__in=[item.pk for item in items], case__in=visible.values("pk")
+            ).values_list("pk", flat=True)
+        )
+        if hidden:
+            errors["items"] = no_such_items(hidden)
     if not reason.strip():
         errors["reason"] = "Give the reason for the hold."
     if authority not in LegalHold.Authority.values:
@@ -127,8 +163,12 @@ def place(
 
 
 def release(hold: LegalHold, *, by, reason: str) -> LegalHold:
+    """Release a hold, with a reason: retention may then destroy what it covered. Only for
+    holds the person may see (visible_holds)."""
     if not by.has_perm(MANAGE_PERMISSION):
         raise PermissionDenied("You may not release legal holds.")
+    if not visible_holds(by).filter(pk=hold.pk).exists():
+        raise PermissionDenied("No such hold.")
     if not reason.strip():
         raise ValidationError({"reason": "Give the reason for releasing the hold."})
     with transaction.atomic():

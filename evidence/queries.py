@@ -15,7 +15,7 @@ from cases.models import OPEN_STATES, Case, CaseGroupObjectPermission, CaseUserO
 from cases.services import ASSIGNEE_PERMISSION
 
 from .access import CASE_EVIDENCE_PERMISSION, EVIDENCE_PERMISSION
-from .models import CustodyEvent, EvidenceItem, PreviewSettings
+from .models import EvidenceItem, PreviewSettings
 
 
 def _case_object_permission(user, perm: str):
@@ -49,17 +49,6 @@ def accessible_cases(user):
 def accessible_items(user):
     """The evidence items `user` may reach (list, preview, download), one query."""
     return EvidenceItem.objects.filter(case__in=accessible_cases(user).values("pk"))
-
-
-def visible_custody(user):
-    """Custody events whose metadata `user` may read: those of the cases the user may see.
-
-    The ledger's metadata (who did what to which item, when) follows case visibility, so
-    auditors read the whole ledger; the evidence bytes follow accessible_items.
-    """
-    if not (user.is_authenticated and user.has_perm("evidence.view_custodyevent")):
-        return CustodyEvent.objects.none()
-    return CustodyEvent.objects.filter(item__case__in=Case.objects.visible_to(user).values("pk"))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from django.urls import path
 from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
+from cases.admin_scoping import CaseScopedAdminMixin
+from cases.models import Case
 
 from . import services
 from .models import (
@@ -55,25 +57,8 @@ class FileInline(admin.TabularInline):
         return False
 
 
-class CaseScopedMixin:
-    """Rows about a case are seen (their history too) only by those who see the case."""
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs.filter(case__in=services.visible_cases(request.user))
-
-    def _sees(self, request, obj) -> bool:
-        return obj is None or self.get_queryset(request).filter(pk=obj.pk).exists()
-
-    def has_view_permission(self, request, obj=None):
-        return super().has_view_permission(request, obj) and self._sees(request, obj)
-
-    def has_change_permission(self, request, obj=None):
-        return super().has_change_permission(request, obj) and self._sees(request, obj)
-
-
 @admin.register(CyberTiplineReport)
-class CyberTiplineReportAdmin(CaseScopedMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ("__str__", "case", "status", "report_id", "filed_by", "created_at")
     list_filter = ("status",)
     list_select_related = ("filed_by",)
@@ -277,9 +262,20 @@ class _UserFormMixin:
         form = super().get_form(request, obj, **kwargs)
         return type(form.__name__, (form,), {"user": request.user})
 
+    # A case outside the person's view is refused like a case that does not exist.
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Case:
+            kwargs["queryset"] = Case.objects.visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.related_model is Case:
+            kwargs["queryset"] = Case.objects.visible_to(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
 
 @admin.register(LawEnforcementReferral)
-class LawEnforcementReferralAdmin(CaseScopedMixin, _UserFormMixin, SimpleHistoryAdmin):
+class LawEnforcementReferralAdmin(CaseScopedAdminMixin, _UserFormMixin, SimpleHistoryAdmin):
     form = ReferralForm
     list_display = ("__str__", "case", "agency", "country", "sent_at", "emergency")
     list_filter = ("emergency", "country")
@@ -296,13 +292,19 @@ class LawEnforcementReferralAdmin(CaseScopedMixin, _UserFormMixin, SimpleHistory
 
 
 @admin.register(LawEnforcementRequest)
-class LawEnforcementRequestAdmin(_UserFormMixin, SimpleHistoryAdmin):
+class LawEnforcementRequestAdmin(CaseScopedAdminMixin, _UserFormMixin, SimpleHistoryAdmin):
+    """Legal process received: a request linked to a case the person may not see is not
+    theirs to see (services.visible_requests)."""
+
     form = RequestForm
     list_display = ("__str__", "agency", "process_type", "received_on", "responded_on")
     list_filter = ("process_type",)
     search_fields = ("agency", "reference", "account_platform_ids")
     raw_id_fields = ("cases",)
     readonly_fields = ("holds_placed", "created_by", "created_at")
+
+    def scope_queryset(self, queryset, request):
+        return queryset.filter(pk__in=services.visible_requests(request.user).values("pk"))
 
     @admin.display(description="holds placed")
     def holds_placed(self, obj):

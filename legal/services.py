@@ -14,11 +14,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Priority
-from cases.models import Case
+from cases.models import Case, sees_every_case
 from cases.services import complete_actions
+from cases.visibility import visible_case_ids
 from evidence import custody, holds, vault
 from evidence.models import CustodyEvent
 
@@ -51,6 +53,18 @@ class InvalidDraft(cybertip_xml.InvalidDocument):
 
 def visible_cases(user):
     return Case.objects.visible_to(user)
+
+
+def visible_requests(user):
+    """The law-enforcement requests `user` may see: those linking no case outside the person's
+    cases (a request names a case legal staff were not granted: it stays invisible to them)."""
+    requests = LERequest.objects.all()
+    if sees_every_case(user):
+        return requests
+    hidden = LERequest.cases.through.objects.filter(lawenforcementrequest=OuterRef("pk")).exclude(
+        case__in=visible_case_ids(user)
+    )
+    return requests.exclude(Exists(hidden))
 
 
 def may_file(user, case: Case) -> bool:
@@ -291,7 +305,7 @@ def check_request_cases(user, cases) -> None:
     )
     hidden = [c.pk for c in cases if c.pk not in visible]
     if hidden:
-        raise PermissionDenied(f"You may not link case(s) {', '.join(map(str, hidden))}.")
+        raise PermissionDenied(f"No such case: {', '.join(map(str, hidden))}.")
 
 
 def apply_preservation(le_request: LERequest, user) -> list:

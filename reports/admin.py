@@ -1,8 +1,11 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Sum
 from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
+from cases.admin_scoping import CaseScopedAdminMixin
+from cases.models import Case, sees_every_case
 
 from .banevasion import search_pairs
 from .models import (
@@ -21,7 +24,7 @@ from .services import create_integration
 
 
 @admin.register(Report)
-class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "case",
@@ -36,9 +39,6 @@ class ReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("=account_platform_id", "=account_username", "=content_platform_id")
     ordering = ("-received_at",)
     show_full_result_count = False
-
-    def get_queryset(self, request):
-        return Report.objects.visible_to(request.user)
 
     def get_exclude(self, request, obj=None):
         # The reporter's contact is for acknowledgments: only staff who need it see it.
@@ -120,7 +120,8 @@ class HashEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(HashMatch)
-class HashMatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class HashMatchAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    case_path = "item__case"
     list_display = ("id", "item", "case_link", "entry", "bank", "distance", "created_at")
     list_select_related = ("item", "entry__bank")
     list_filter = ("entry__bank",)
@@ -163,7 +164,7 @@ class BlockedLinkAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Detection)
-class DetectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DetectionAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "case", "method", "summary", "outcome", "reviewed_by", "created_at")
     list_filter = ("method", "outcome")
     list_select_related = ("reviewed_by",)
@@ -199,7 +200,7 @@ class DetectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             try:
                 review_detection(detection, request.user, confirmed)
                 done += 1
-            except InvalidTransition as exc:
+            except (InvalidTransition, PermissionDenied) as exc:
                 self.message_user(request, f"#{detection.pk}: {exc}", messages.WARNING)
         self.message_user(request, f"{done} detection(s) reviewed.")
 
@@ -219,9 +220,12 @@ class DetectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AccountEvent)
-class AccountEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AccountEventAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """What the platform sent to POST /api/v1/events/, as it arrived: the record the behaviour
-    rules and the ban-evasion checks read."""
+    rules and the ban-evasion checks read.
+
+    An event hangs off the cases about its actor's account: those who see every case see every
+    event; anyone else only the events of accounts whose cases they may see."""
 
     list_display = (
         "occurred_at",
@@ -240,6 +244,12 @@ class AccountEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     ordering = ("-occurred_at", "-pk")
 
+    def scope_queryset(self, queryset, request):
+        if sees_every_case(request.user):
+            return queryset
+        accounts = Case.objects.visible_to(request.user).values("account_platform_id")
+        return queryset.filter(actor_platform_id__in=accounts)
+
     @admin.display(description="actor age")
     def actor_age_shown(self, event):
         return event.actor_age if event.actor_age is not None else event.actor_age_band or "—"
@@ -250,7 +260,7 @@ class AccountEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(BanEvasionIdentifier)
-class BanEvasionIdentifierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class BanEvasionIdentifierAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The identifiers of permanently banned accounts. Listed by the ban (cases.services);
     searching for an e-mail address or a phone number looks up its hash."""
 
@@ -263,6 +273,7 @@ class BanEvasionIdentifierAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     show_full_result_count = False
     ordering = ("-created_at", "-pk")
+    case_path = "source_case"
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -3,7 +3,11 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -14,10 +18,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.admin import ReadOnlyAdminMixin
+from cases.admin_scoping import CaseScopedAdminMixin
 from cases.dashboard import format_duration
+from cases.visibility import visible_case_ids
 
-from . import compliance, exposure, services
-from .models import Notification, StaffProfile
+from . import compliance, exposure, privileges, services
+from .models import Notification, PrivilegeRequest, StaffProfile
 
 
 class ReadFilter(admin.SimpleListFilter):
@@ -36,19 +42,21 @@ class ReadFilter(admin.SimpleListFilter):
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class NotificationAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("title_link", "kind", "created_at", "read_at", "email_status")
     list_filter = (ReadFilter, "kind")
     actions = ["mark_read"]
     show_full_result_count = False
     list_per_page = 50
 
-    def get_queryset(self, request):
-        # Everyone sees their own notifications only.
-        return super().get_queryset(request).filter(recipient=request.user)
+    def scope_queryset(self, queryset, request):
+        # Everyone sees their own notifications only, and of those the ones about cases they
+        # may still see (or about none).
+        own = queryset.filter(recipient=request.user)
+        return own.filter(Q(case__isnull=True) | Q(case__in=visible_case_ids(request.user)))
 
     def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_staff
+        return request.user.is_active and request.user.is_staff and self._in_scope(request, obj)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
@@ -187,6 +195,21 @@ class StaffProfileAdmin(SimpleHistoryAdmin):
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def has_change_permission(self, request, obj=None):
+        # Nobody keeps their own compliance record: it is what opens child-safety work.
+        if obj is not None and obj.user_id == request.user.pk:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and object_id is not None:
+            profile = self.get_object(request, unquote(object_id))
+            if profile is not None and profile.user_id == request.user.pk:
+                # The rule is services.update_compliance_record's; this only gives its reason
+                # where Django would refuse the read-only page without one.
+                raise PermissionDenied(services.OWN_RECORD_REFUSED)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change):
         profile = services.update_compliance_record(
             obj.user, actor=request.user, **{f: form.cleaned_data[f] for f in RECORD_FIELDS}
@@ -264,3 +287,171 @@ class StaffProfileAdmin(SimpleHistoryAdmin):
         else:
             return HttpResponseBadRequest("Say whether you leave or rejoin CSAE duties.")
         return _back(request, "admin:staff_my_compliance")
+
+
+# --- Accounts: who may change whose access (staff.privileges) -----------------------------------
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(DjangoUserAdmin):
+    """Django's user admin with the access rules of staff.privileges: no one changes their own
+    access, only superusers edit superusers, privileged roles take two people. A refused edit
+    is a 403 that says why (templates/403.html), and nothing of it is saved."""
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False  # shown read-only; a POST is refused with the reason below
+        return super().has_change_permission(request, obj)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and object_id is not None:
+            target = self.get_object(request, unquote(object_id))
+            if target is not None and target.is_superuser and not request.user.is_superuser:
+                raise PermissionDenied("Only a superuser edits a superuser's account.")
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            stored = User.objects.get(pk=obj.pk)
+            privileges.check_user_change(request.user, stored, _user_change(stored, form))
+        super().save_model(request, obj, form, change)
+
+    def user_change_password(self, request, id, form_url=""):
+        target = self.get_object(request, unquote(id))
+        if target is not None:
+            privileges.check_password_set(request.user, target)
+        return super().user_change_password(request, id, form_url)
+
+
+def _user_change(stored, form) -> privileges.UserChange:
+    """What the submitted user form would change on the stored account."""
+    data, changed = form.cleaned_data, set(form.changed_data)
+    flags = {flag: data[flag] for flag in privileges.OWN_FLAGS if flag in changed}
+    before = set(stored.groups.values_list("name", flat=True))
+    after = {group.name for group in data["groups"]} if "groups" in data else before
+    return privileges.UserChange(
+        flags=flags,
+        groups_added=frozenset(after - before),
+        groups_removed=frozenset(before - after),
+        permissions_changed="user_permissions" in changed,
+    )
+
+
+class PrivilegeRequestForm(forms.ModelForm):
+    class Meta:
+        model = PrivilegeRequest
+        fields = ("user", "privilege", "reason")
+
+
+class DecisionForm(forms.Form):
+    note = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Note (why, if refused)"
+    )
+
+
+@admin.register(PrivilegeRequest)
+class PrivilegeRequestAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    """Granting a privileged role takes two people: one asks here ("Add"), a second approves or
+    refuses on the request's page (staff.privileges)."""
+
+    list_display = ("user", "privilege", "status", "requested_by", "requested_at", "decided_by")
+    list_filter = ("status", "privilege")
+    list_select_related = ("user", "requested_by", "decided_by")
+    search_fields = ("user__username", "requested_by__username")
+    readonly_fields = (
+        "user",
+        "privilege",
+        "reason",
+        "status",
+        "requested_by",
+        "requested_at",
+        "decided_by",
+        "decided_at",
+        "decision_note",
+    )
+    fields = readonly_fields
+    change_form_template = "admin/staff/privilegerequest/change_form.html"
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("auth.view_user")
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(privileges.MANAGE_USERS)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<int:request_id>/decide/",
+                wrap(self.decide_view),
+                name="staff_privilegerequest_decide",
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = PrivilegeRequestForm(request.POST or None)
+        form.fields["user"].queryset = User.objects.filter(is_active=True).order_by("username")
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                asked = privileges.request_privilege(
+                    data["user"], data["privilege"], actor=request.user, reason=data["reason"]
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                messages.success(
+                    request,
+                    f"Asked for {asked.get_privilege_display()} for {asked.user}: a second "
+                    "administrator (not you, not them) approves it.",
+                )
+                return redirect("admin:staff_privilegerequest_change", asked.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Ask for a privileged role",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/staff/privilegerequest/add.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        asked = self.get_object(request, object_id)
+        extra = {
+            "decision_form": DecisionForm(),
+            "can_decide": asked is not None and privileges.may_decide(request.user, asked),
+        }
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def decide_view(self, request, request_id):
+        if request.method != "POST":
+            raise Http404("Use the buttons on the request's page.")
+        asked = self.get_queryset(request).filter(pk=request_id).first()
+        if asked is None or not self.has_view_permission(request, asked):
+            raise Http404("No such request.")
+        form = DecisionForm(request.POST)
+        form.is_valid()
+        note = form.cleaned_data.get("note", "")
+        try:
+            if request.POST.get("decision") == "approve":
+                privileges.approve_privilege(asked, actor=request.user, note=note)
+                messages.success(
+                    request, f"Approved: {asked.user} has {asked.get_privilege_display()}."
+                )
+            elif request.POST.get("decision") == "reject":
+                privileges.reject_privilege(asked, actor=request.user, note=note)
+                messages.success(request, "Refused: nothing was granted.")
+            else:
+                return HttpResponseBadRequest("Say whether you approve or refuse.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect("admin:staff_privilegerequest_change", asked.pk)

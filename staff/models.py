@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from bakkme_safety.history import audit_history
 
@@ -112,6 +113,7 @@ class Notification(models.Model):
         EMERGENCY = "emergency", "Emergency (P0)"
         EVIDENCE_INTEGRITY = "evidence_integrity", "Evidence integrity failure"
         WEBHOOK_FAILED = "webhook_failed", "Platform webhook failed"
+        LOGIN_SPRAY = "login_spray", "Login spray"
 
     class Email(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -155,3 +157,53 @@ class Notification(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class PrivilegeRequest(models.Model):
+    """A privileged role (or superuser) asked for someone: granted only when a second person,
+    neither the asker nor the person concerned, approves it (staff.privileges)."""
+
+    class Privilege(models.TextChoices):
+        CHILD_SAFETY_OFFICER = "child_safety_officer", "Child Safety Officer"
+        LEGAL = "legal", "Legal"
+        ADMIN = "admin", "Admin"
+        SUPERUSER = "superuser", "Superuser"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved and granted"
+        REJECTED = "rejected", "Refused"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="privilege_requests",
+        help_text="The person who would get it.",
+    )
+    privilege = models.CharField(max_length=32, choices=Privilege.choices)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+
+    history = audit_history()
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "privilege"],
+                condition=Q(status="pending"),
+                name="privilege_request_one_pending",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_privilege_display()} for {self.user}"

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
@@ -17,6 +17,8 @@ from . import compliance
 from .models import Notification, StaffProfile
 
 log = logging.getLogger(__name__)
+
+OWN_RECORD_REFUSED = "Your own trainings and background check are kept by someone else."
 
 # A digest names at most this many cases in its text; all of them stay in case_ids.
 DIGEST_LISTED = 50
@@ -70,7 +72,10 @@ def update_compliance_record(
     (ValidationError by field). The history records who changed it. A person who no longer
     qualifies loses the child-safety queue at once (Case.visible_to); the claims they hold go
     back to the queue on their next request (staff.middleware) or when the claims expire.
+    Nobody keeps their own record: it is what opens child-safety work.
     """
+    if actor is not None and actor.pk == user.pk:
+        raise PermissionDenied(OWN_RECORD_REFUSED)
     errors = compliance.record_errors(
         csae_training_on=csae_training_on,
         general_training_on=general_training_on,
@@ -206,6 +211,24 @@ def notify(kind: str, cases_by_recipient: dict, now: datetime) -> list[Notificat
                 email_next_attempt_at=now,
             )
         )
+    return Notification.objects.bulk_create(rows)
+
+
+def notify_role(kind: str, role: str, *, title: str, body: str, now: datetime) -> list:
+    """One notification of `kind`, not about a case, to every active member of `role` (e.g. a
+    login spray to every CSO); e-mailed like the others (deliver_emails)."""
+    rows = [
+        Notification(
+            recipient=recipient,
+            kind=kind,
+            title=title[:200],
+            body=body,
+            created_at=now,
+            email_status=Notification.Email.PENDING if recipient.email else Notification.Email.NONE,
+            email_next_attempt_at=now,
+        )
+        for recipient in staff_in_role(role).order_by("pk")
+    ]
     return Notification.objects.bulk_create(rows)
 
 
