@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test lint format bench install browser-deps clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser-deps
+
+# Debian's chromium and chromium-driver for the browser tests (tests/browser/), with apt-get when
+# /usr/bin/chromium is missing; Playwright drives that browser and never downloads its own.
+browser-deps:
+	@./scripts/install-chromium.sh
 
 # Local run on the embedded defaults: SQLite in var/, django-q2's ORM broker, evidence encrypted
 # in var/evidence/ with a master key generated once into var/evidence.key, the custody ledger
