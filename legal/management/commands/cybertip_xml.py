@@ -6,9 +6,9 @@ from legal import services
 
 class Command(BaseCommand):
     help = (
-        "Print the CyberTipline <report> XML a case gives: from its decision when decided, "
-        "otherwise the draft its reports' categories give. Problems against NCMEC's schema are "
-        "listed on stderr, field by field."
+        "Print the CyberTipline <report> XML of a case's draft: the one legal staff saved, or "
+        "(none saved yet) the one the case gives, from its decision or its reports' categories. "
+        "Problems against NCMEC's schema are listed on stderr, field by field."
     )
 
     def add_arguments(self, parser):
