@@ -7,6 +7,13 @@ Each call is retried with exponential backoff on network errors (a connection re
 dropped mid-upload, a timeout), HTTP 5xx and NCMEC's 1000-series codes. Other answers are not
 retried: a 4000-series code (the request itself is wrong), the 2000/3000 series (credentials) and
 the 5000 series (state) raise NcmecRejected with NCMEC's message for legal staff.
+
+A deadline (set_deadline: the filing's total deadline per step) bounds all of it: no attempt
+starts and no wait is slept past it, and each socket operation's timeout is capped by the time
+left, so a hanging NCMEC holds a step no longer than its deadline (DeadlinePassed).
+
+target() says where filing goes: the practice endpoint, NCMEC's test environment, NCMEC
+production, or another endpoint.
 """
 
 import base64
@@ -16,7 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from lxml import etree
@@ -39,6 +46,61 @@ class NcmecRejected(NcmecError):
 
 class NcmecUnavailable(NcmecError):
     """Still failing (network, HTTP 5xx, 1000-series) after the last attempt."""
+
+
+class DeadlinePassed(NcmecUnavailable):
+    """The deadline passed before NCMEC answered: no further attempt, no further wait."""
+
+    def __init__(
+        self, message: str, *, seconds: float, detail: str, last: NcmecError | None = None
+    ):
+        self.seconds = seconds
+        self.detail = detail  # "2 attempts; the last: network error on /upload: ..."
+        self.last = last
+        super().__init__(
+            message,
+            code=last.code if last else None,
+            http_status=last.http_status if last else None,
+        )
+
+
+# --- Where filing goes ----------------------------------------------------------------------------
+
+NCMEC_TEST_URL = "https://exttest.cybertip.org/ispws"
+NCMEC_PRODUCTION_URL = "https://report.cybertip.org/ispws"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "practice", "ncmec_test", "ncmec_production" or "other"
+    label: str
+    url: str
+
+
+def _normal(url: str) -> str:
+    parts = urlsplit((url or "").strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, "")
+    )
+
+
+def target(url: str | None = None) -> Target:
+    """Which environment filing to `url` (default BAKKME_CYBERTIP_URL) goes to, in words for
+    legal staff. Practice only for the practice endpoint's own URL (BAKKME_CYBERTIP_PRACTICE_URL):
+    anything else on this machine may forward to NCMEC, so it is "Other endpoint"."""
+    url = settings.BAKKME_CYBERTIP_URL if url is None else url
+    normal = _normal(url)
+    if normal == _normal(settings.BAKKME_CYBERTIP_PRACTICE_URL):
+        return Target("practice", "Practice (local, nothing reaches NCMEC)", url)
+    if normal == _normal(NCMEC_TEST_URL):
+        return Target("ncmec_test", "NCMEC test environment", url)
+    if normal == _normal(NCMEC_PRODUCTION_URL):
+        return Target("ncmec_production", "NCMEC production", url)
+    return Target("other", f"Other endpoint: {url}", url)
+
+
+def same_endpoint(a: str, b: str) -> bool:
+    return _normal(a) == _normal(b)
 
 
 def is_transient_code(code: int) -> bool:
@@ -90,6 +152,7 @@ class CyberTiplineClient:
         backoff: float | None = None,
         backoff_max: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.base_url = (base_url or settings.BAKKME_CYBERTIP_URL).rstrip("/")
         self.username = settings.BAKKME_CYBERTIP_USERNAME if username is None else username
@@ -101,10 +164,49 @@ class CyberTiplineClient:
             settings.BAKKME_CYBERTIP_BACKOFF_MAX_SECONDS if backoff_max is None else backoff_max
         )
         self.sleep = sleep
+        self.clock = clock
+        self.deadline: float | None = None  # clock() value; None: only the attempts bound a call
+        self.deadline_seconds: float | None = None
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Not an http(s) URL: {self.base_url!r}")
         self._parts = parts
+
+    # --- the deadline ---------------------------------------------------------------------------
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """Calls from now on stop `seconds` from now, retries and waits included (None: no
+        deadline, only the attempts)."""
+        self.deadline_seconds = seconds
+        self.deadline = None if seconds is None else self.clock() + seconds
+
+    def _left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.clock()
+
+    def _socket_timeout(self) -> float:
+        left = self._left()
+        if left is None:
+            return self.timeout
+        if left <= 0:
+            raise TimeoutError("the deadline passed")
+        return min(self.timeout, left)
+
+    def _tighten(self, connection: http.client.HTTPConnection) -> None:
+        """Cap the socket's timeout by the time left before its next operation."""
+        timeout = self._socket_timeout()
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+
+    def _deadline_passed(self, path: str, attempts: int, last: NcmecError | None):
+        seconds = self.deadline_seconds or 0
+        tried = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        detail = f"{tried}; the last: {last}" if last else tried
+        return DeadlinePassed(
+            f"no answer on {path} within {seconds:g} s ({detail})",
+            seconds=seconds,
+            detail=detail,
+            last=last,
+        )
 
     # --- one HTTP exchange ----------------------------------------------------------------------
 
@@ -114,7 +216,19 @@ class CyberTiplineClient:
             if self._parts.scheme == "https"
             else http.client.HTTPConnection
         )
-        return cls(self._parts.hostname, self._parts.port, timeout=self.timeout)
+        return cls(self._parts.hostname, self._parts.port, timeout=self._socket_timeout())
+
+    def _guarded(self, connection, body):
+        """A streamed body whose every chunk is sent within the time left."""
+        if body is None or isinstance(body, bytes | bytearray):
+            return body
+
+        def chunks():
+            for chunk in body:
+                self._tighten(connection)
+                yield chunk
+
+        return chunks()
 
     def _headers(self, content_type: str | None, length: int | None) -> dict:
         credentials = f"{self.username}:{self.password}".encode()
@@ -134,24 +248,38 @@ class CyberTiplineClient:
             connection.request(
                 method,
                 self._parts.path + path,
-                body=body,
+                body=self._guarded(connection, body),
                 headers=self._headers(content_type, length),
             )
+            self._tighten(connection)
             response = connection.getresponse()
-            return response.status, response.read()
+            data = []
+            while True:
+                self._tighten(connection)
+                chunk = response.read(65536)
+                if not chunk:
+                    return response.status, b"".join(data)
+                data.append(chunk)
         finally:
             connection.close()
 
     # --- retries --------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, make_body=None, content_type=None) -> Answer:
-        """make_body() -> (body, length): called again for each attempt (a stream is used up)."""
+        """make_body() -> (body, length): called again for each attempt (a stream is used up).
+        Past the deadline no attempt starts and no wait is slept: DeadlinePassed."""
         last: NcmecError | None = None
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
                 wait = min(self.backoff * 2 ** (attempt - 2), self.backoff_max)
+                left = self._left()
+                if left is not None and wait >= left:
+                    raise self._deadline_passed(path, attempt - 1, last)
                 log.warning("CyberTipline %s: attempt %d in %.1fs (%s)", path, attempt, wait, last)
                 self.sleep(wait)
+            left = self._left()
+            if left is not None and left <= 0:
+                raise self._deadline_passed(path, attempt - 1, last)
             body, length = make_body() if make_body else (None, None)
             try:
                 status, data = self._exchange(method, path, body, content_type, length)
@@ -176,6 +304,9 @@ class CyberTiplineClient:
                 last = NcmecUnavailable(message, code=answer.code, http_status=status)
                 continue
             raise NcmecRejected(message, code=answer.code, http_status=status)
+        left = self._left()
+        if left is not None and left <= 0:
+            raise self._deadline_passed(path, self.attempts, last)
         raise last
 
     # --- the calls ------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_an_invalid_draft_is_refused_field_by_field_and_nothing_is_sent(
 
 def test_a_document_is_checked_again_before_it_is_sent(ncmec, integration, cso, filer):
     case = case_with_evidence(integration, cso, filer)
-    report = services._start(case, filer)
+    report = services.request_filing(case, filer, queue=False)
     report.xml = report.xml.replace("<incidentDateTime>", "<incidentDateTime>not a date")
     with pytest.raises(cybertip_xml.InvalidDocument) as raised:
         services._submit(report, filer, CyberTiplineClient())
@@ -203,9 +203,17 @@ def test_a_crash_between_upload_and_finish_resumes_without_a_second_report(
     assert CyberTiplineReport.objects.filter(case=case).count() == 1
 
 
-def test_an_interrupted_submission_is_not_sent_again(ncmec, integration, cso, filer):
+def test_an_interrupted_submission_is_not_sent_again(ncmec, integration, cso, filer, monkeypatch):
     case = case_with_evidence(integration, cso, filer)
-    report = services._start(case, filer)  # marked "submitting", then the process died
+
+    def crash(client, xml):  # marked "submitting", then the process died before the answer
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(CyberTiplineClient, "submit", crash)
+    with pytest.raises(RuntimeError):
+        services.file_report(case, filer)
+    monkeypatch.undo()
+    report = services.current_report(case)
     assert report.status == Status.SUBMITTING
     with pytest.raises(services.FilingError, match="interrupted"):
         services.file_report(case, filer)
@@ -325,7 +333,7 @@ def test_cybertip_xml_prints_the_report(integration, senior):
 def test_cybertip_file_prints_the_report_id(ncmec, integration, cso, filer):
     case = case_with_evidence(integration, cso, filer)
     out = StringIO()
-    call_command("cybertip_file", case.pk, "--user", filer.username, stdout=out)
+    call_command("cybertip_file", case.pk, "--user", filer.username, "--wait", stdout=out)
     report = services.current_report(case)
     assert out.getvalue().strip() == report.report_id and report.status == Status.FINISHED
 
@@ -337,7 +345,9 @@ def test_cybertip_file_lists_the_validation_errors(ncmec, integration, cso, file
     assert ncmec.calls == []
 
 
-def test_legal_reviews_the_draft_and_files_it_in_the_admin(ncmec, integration, cso, filer, client):
+def test_legal_reviews_the_draft_and_files_it_in_the_admin(
+    ncmec, integration, cso, filer, client, django_capture_on_commit_callbacks
+):
     case = case_with_evidence(integration, cso, filer)
     client.force_login(filer, otp_verified=True)
     page = client.get(f"/admin/legal/cybertiplinereport/case/{case.pk}/")
@@ -345,7 +355,10 @@ def test_legal_reviews_the_draft_and_files_it_in_the_admin(ncmec, integration, c
     assert b"&lt;incidentType&gt;" in page.content
     refused = client.post(f"/admin/legal/cybertiplinereport/case/{case.pk}/file/", {})
     assert refused.status_code == 200 and ncmec.calls == []
-    done = client.post(f"/admin/legal/cybertiplinereport/case/{case.pk}/file/", {"confirm": "on"})
+    with django_capture_on_commit_callbacks(execute=True):  # the filing task runs
+        done = client.post(
+            f"/admin/legal/cybertiplinereport/case/{case.pk}/file/", {"confirm": "on"}
+        )
     report = services.current_report(case)
     assert done.status_code == 302 and report.status == Status.FINISHED
     page = client.get(f"/admin/legal/cybertiplinereport/{report.pk}/change/")
