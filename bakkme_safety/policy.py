@@ -110,6 +110,10 @@ class ActionType(models.TextChoices):
     LAW_ENFORCEMENT_REFERRAL = "law_enforcement_referral", "Law-enforcement referral"
     # Undoes an automatic removal or suspension a reviewer overturned (cases.services).
     REINSTATE = "reinstate", "Reinstate"
+    # A legal freeze (legal.freeze, Child Safety Standards §6.4): the account becomes
+    # inaccessible, nothing is deleted, the subject is not told; lifted with unfreeze_account.
+    FREEZE_ACCOUNT = "freeze_account", "Freeze account"
+    UNFREEZE_ACCOUNT = "unfreeze_account", "Lift account freeze"
 
 
 # Features a minor may not use (DESIGN.md: payments, fundraising, live hosting, monetization, tips).

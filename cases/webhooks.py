@@ -20,9 +20,10 @@ send). A run, for each kind, until BAKKME_WEBHOOK_BATCH rows or nothing is due:
    else -> retried after an exponential backoff, and failed once BAKKME_WEBHOOK_GIVE_UP_HOURS
    have passed since the first attempt; the CSO is then alerted.
 
-Enforcement actions go before acknowledgments; among actions, removals and suspensions on P0
-and CSAM cases go first, then the oldest. Without a URL and a secret, nothing is claimed: the
-deliveries wait, and the run says how many.
+Enforcement actions go before acknowledgments, and both before the kinds the apps above
+register with register_kind() (legal: a freeze's request for an account's records); among
+actions, removals, suspensions and freezes on P0 and CSAM cases go first, then the oldest.
+Without a URL and a secret, nothing is claimed: the deliveries wait, and the run says how many.
 
 The reported party never learns who reported: an enforcement payload names the action's
 account and content only; an acknowledgment payload names the reporter and the report only.
@@ -109,10 +110,7 @@ def due_acknowledgments(now: datetime):
 
 def waiting_count() -> int:
     """Deliveries not yet sent (shown when no webhook is configured)."""
-    return (
-        deliverable_actions().filter(status="pending").count()
-        + Acknowledgment.objects.filter(status="pending").count()
-    )
+    return sum(kind.waiting().count() for kind in kinds() if kind.waiting is not None)
 
 
 # --- Payloads -----------------------------------------------------------------------------------
@@ -164,31 +162,57 @@ def acknowledgment_payload(ack: Acknowledgment) -> dict:
 
 
 @dataclass
-class _Kind:
+class DeliveryKind:
+    """One kind of thing sent to the platform's webhook: rows of a WebhookDelivery model with a
+    `status` (pending while due), delivered by the runs below. `due(now)` gives the rows due, in
+    order; `waiting()` the pending rows (counted when no webhook is configured). A 2xx answer
+    whose JSON "status" confirms the delivery sets `confirmed_status` ("sent" for a kind that
+    has no confirmed state)."""
+
     model: type
     due: object
     payload: object
     key: object
     related: tuple
     case_id: object
+    waiting: object = None
+    confirmed_status: str = "confirmed"
 
 
-ACTIONS = _Kind(
+_Kind = DeliveryKind
+
+ACTIONS = DeliveryKind(
     EnforcementAction,
     due_actions,
     action_payload,
     action_idempotency_key,
     (),
     lambda a: a.case_id,
+    waiting=lambda: deliverable_actions().filter(status="pending"),
 )
-ACKNOWLEDGMENTS = _Kind(
+ACKNOWLEDGMENTS = DeliveryKind(
     Acknowledgment,
     due_acknowledgments,
     acknowledgment_payload,
     acknowledgment_idempotency_key,
     ("report",),
     lambda a: a.report.case_id,
+    waiting=lambda: Acknowledgment.objects.filter(status="pending"),
 )
+
+# The kinds a run delivers, in this order: enforcement actions first, then acknowledgments, then
+# the kinds the apps above register (in their AppConfig.ready: cases never imports them).
+_KINDS: list[DeliveryKind] = [ACTIONS, ACKNOWLEDGMENTS]
+
+
+def register_kind(kind: DeliveryKind) -> None:
+    """Deliver `kind` too, after the kinds registered before it; once per model."""
+    if all(known.model is not kind.model for known in _KINDS):
+        _KINDS.append(kind)
+
+
+def kinds() -> tuple[DeliveryKind, ...]:
+    return tuple(_KINDS)
 
 
 # --- One run ------------------------------------------------------------------------------------
@@ -206,7 +230,7 @@ def deliver_due() -> DeliveryResult:
                 result.waiting,
             )
         return result
-    for kind in (ACTIONS, ACKNOWLEDGMENTS):
+    for kind in kinds():
         budget = settings.BAKKME_WEBHOOK_BATCH
         while budget > 0:
             rows = _claim(kind, min(budget, claim_size()))
@@ -305,9 +329,11 @@ def _send(kind: _Kind, row, result: DeliveryResult) -> None:
     if answer.ok:
         confirmed = answer.status in settings.BAKKME_WEBHOOK_CONFIRMED_ANSWERS
         fields.update(
-            status="confirmed" if confirmed else "sent", sent_at=now, next_attempt_at=None
+            status=kind.confirmed_status if confirmed else "sent",
+            sent_at=now,
+            next_attempt_at=None,
         )
-        outcome = "confirmed" if confirmed else "sent"
+        outcome = fields["status"]
     else:
         deadline = row.first_attempt_at + timedelta(hours=settings.BAKKME_WEBHOOK_GIVE_UP_HOURS)
         if now >= deadline:

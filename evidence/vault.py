@@ -154,7 +154,11 @@ def detect_type(head: bytes, kind: str) -> str:
     guess = filetype.guess(head) if head else None
     if guess is not None:
         return guess.mime
-    if kind in (EvidenceKind.COMMUNICATION_LOG, EvidenceKind.ACCOUNT_SNAPSHOT):
+    if kind in (
+        EvidenceKind.COMMUNICATION_LOG,
+        EvidenceKind.ACCOUNT_SNAPSHOT,
+        EvidenceKind.PLATFORM_RECORDS,
+    ):
         return "application/json"
     return "application/octet-stream"
 

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from evidence.api import ReportMediaView
+from legal.api import RecordsAnswerView
 
 from . import views
 from .match import MatchView
@@ -13,4 +14,5 @@ urlpatterns = [
     path("events/", views.EventCreateView.as_view(), name="events"),
     path("match/", MatchView.as_view(), name="match"),
     path("reports/<int:report_id>/media/", ReportMediaView.as_view(), name="report-media"),
+    path("records/", RecordsAnswerView.as_view(), name="records"),
 ]
