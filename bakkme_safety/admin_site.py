@@ -10,14 +10,28 @@ this is the check behind it.
 from django.contrib import admin
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import redirect
 from django.urls import reverse
 
+from .roles import Role
 from .two_factor import is_verified
+
+# The page each role lands on (admin:index sends a person whose only role has one there;
+# /admin/?sections=all shows the index itself).
+LANDING_PAGES = {Role.LEGAL: "admin:legal_legalduty_changelist"}
 
 
 class BakkmeAdminSite(admin.AdminSite):
     def has_permission(self, request):
         return super().has_permission(request) and is_verified(request.user)
+
+    def index(self, request, extra_context=None):
+        user = request.user
+        if not user.is_superuser and request.GET.get("sections") != "all":
+            roles = set(user.groups.values_list("name", flat=True))
+            if len(roles) == 1 and (landing := LANDING_PAGES.get(roles.pop())):
+                return redirect(landing)
+        return super().index(request, extra_context)
 
     def login(self, request, extra_context=None):
         user = request.user

@@ -58,6 +58,9 @@ _LEGAL_DOMAIN = [
     "legal.view_lawenforcementrequest",
     "legal.add_lawenforcementrequest",
     "legal.change_lawenforcementrequest",
+    # A legal freeze: the account frozen, its records asked for, a hold (legal.freeze).
+    "legal.view_preservationrequest",
+    "legal.freeze_account",
 ]
 # The hash banks (reports.matching): entries added and corrected, matches read.
 _HASH_BANKS = [
@@ -144,6 +147,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "legal.view_cybertiplinereport",
         "legal.view_lawenforcementreferral",
         "legal.view_lawenforcementrequest",
+        "legal.view_preservationrequest",
     ],
     # The technical admin manages accounts and integrations; no child-safety content.
     Role.ADMIN: [

@@ -296,6 +296,9 @@ BAKKME_API_MAX_PAST_DAYS = 3650
 BAKKME_API_MAX_PERSON_AGE_YEARS = 150
 # Django's own cap must not cut the batch body short before the API answers 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = BAKKME_API_MAX_BATCH_BODY_BYTES + 1
+# The CyberTipline draft form sends about seven fields per evidence file (legal/forms.py): a
+# case with a few hundred files is past Django's default of 1000 fields per request.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10000
 
 LOGGING = {
     "version": 1,
@@ -559,10 +562,18 @@ BAKKME_WEBHOOK_ACTION_TYPES = [
     "warn",
     "restrict_feature",
     "delete_account_data",
+    # A legal freeze and its lifting (legal.freeze).
+    "freeze_account",
+    "unfreeze_account",
 ]
 # Go first: these action types on P0 cases, or on cases of these categories or decided with these
 # violations; then everything else, oldest first.
-BAKKME_WEBHOOK_URGENT_ACTION_TYPES = ["remove_content", "suspend_account", "permanent_ban"]
+BAKKME_WEBHOOK_URGENT_ACTION_TYPES = [
+    "remove_content",
+    "suspend_account",
+    "permanent_ban",
+    "freeze_account",
+]
 BAKKME_WEBHOOK_URGENT_PRIORITIES = [0]
 BAKKME_WEBHOOK_URGENT_CATEGORIES = ["csam"]
 BAKKME_WEBHOOK_URGENT_VIOLATIONS = ["csam_distribution", "csam_possession"]
@@ -582,6 +593,26 @@ BAKKME_CYBERTIP_TIMEOUT_SECONDS = float(os.environ.get("BAKKME_CYBERTIP_TIMEOUT_
 BAKKME_CYBERTIP_ATTEMPTS = 5
 BAKKME_CYBERTIP_BACKOFF_SECONDS = 2.0
 BAKKME_CYBERTIP_BACKOFF_MAX_SECONDS = 60.0
+# Filing runs in the background (legal.tasks.file_cybertip_report). Each step (the submission,
+# each upload, each fileinfo, the finish) has this total deadline in seconds, attempts and waits
+# included; past it the filing stops and goes back to legal with the reason.
+BAKKME_CYBERTIP_STEP_DEADLINE_SECONDS = float(
+    os.environ.get("BAKKME_CYBERTIP_STEP_DEADLINE_SECONDS", "300")
+)
+# A filing run holds a lease on its report for this long (seconds), renewed every third of it
+# while the run lives; well below Q_CLUSTER's retry, so that the task delivered again after its
+# worker died takes the filing over. The task's own timeout (a filing of many files takes
+# longer than Q_CLUSTER's), and how often the report's page reloads while its filing runs.
+BAKKME_CYBERTIP_LEASE_SECONDS = 60
+BAKKME_CYBERTIP_FILING_TIMEOUT = 3600
+BAKKME_CYBERTIP_REFRESH_SECONDS = 3
+# The practice CyberTipline (manage.py practice_cybertipline): `make run` starts it and points
+# filing at it. A filing to this URL is labelled "Practice (local, nothing reaches NCMEC)".
+BAKKME_CYBERTIP_PRACTICE_URL = os.environ.get(
+    "BAKKME_CYBERTIP_PRACTICE_URL", "http://127.0.0.1:8010/ispws"
+)
+BAKKME_CYBERTIP_PRACTICE_USERNAME = os.environ.get("BAKKME_CYBERTIP_PRACTICE_USERNAME", "practice")
+BAKKME_CYBERTIP_PRACTICE_PASSWORD = os.environ.get("BAKKME_CYBERTIP_PRACTICE_PASSWORD", "practice")
 # Our contact as the reporting company (<reporter><reportingPerson>) and the platform's name.
 BAKKME_CYBERTIP_PLATFORM = os.environ.get("BAKKME_CYBERTIP_PLATFORM", "BakkMe")
 BAKKME_CYBERTIP_REPORTER_FIRST_NAME = os.environ.get("BAKKME_CYBERTIP_REPORTER_FIRST_NAME", "")
@@ -613,6 +644,44 @@ BAKKME_CYBERTIP_CATEGORY_INCIDENT_TYPES = {
     "imminent_danger": _cybertip_enticement,
     "exploitation_trafficking": "Child Sex Trafficking",
 }
+# The draft legal staff edit (legal/draft.py) is filled from our own data: at most this many of
+# each reported account's most recent login / account_created IP addresses, and at most this
+# many minors (from account events and message logs) offered as victims for legal to confirm.
+BAKKME_CYBERTIP_DRAFT_IP_EVENTS = 50
+BAKKME_CYBERTIP_DRAFT_SUGGESTED_VICTIMS = 50
+# The legal desk (legal/duties.py): what legal staff owe, and by when. A CyberTipline report is
+# due "as soon as reasonably possible" (18 U.S.C. 2258A): this many hours from the decision or
+# the hash match that called for it.
+BAKKME_LEGAL_CYBERTIP_HOURS = int(os.environ.get("BAKKME_LEGAL_CYBERTIP_HOURS", "24"))
+# A law-enforcement referral a decision prescribes; an emergency one (a P0 case) much sooner.
+BAKKME_LEGAL_REFERRAL_HOURS = 24
+BAKKME_LEGAL_EMERGENCY_REFERRAL_HOURS = 1
+# Platform records answering a preservation request are checked within this many hours; a
+# package of evidence is handed over within this many hours of its request.
+BAKKME_LEGAL_PRESERVATION_CHECK_HOURS = 24
+BAKKME_LEGAL_PACKAGE_HOURS = 48
+# The answer to legal process, by type (hours from receipt). These are working defaults for the
+# desk's deadlines, not legal advice: the Child Safety Officer and counsel set the real ones (a
+# request may name its own deadline: it can be entered on the request).
+BAKKME_LE_REQUEST_RESPONSE_HOURS = {
+    "emergency_disclosure": 2,
+    "preservation_request": 24,
+    "search_warrant": 7 * 24,
+    "court_order": 7 * 24,
+    "subpoena": 14 * 24,
+    "ofcom_request": 14 * 24,
+    "ec_request": 14 * 24,
+    "ftc_request": 30 * 24,
+    "national_regulator_request": 14 * 24,
+}
+# The sweep of the legal desk's deadlines runs this often (minutes; schedule "legal-duties").
+BAKKME_LEGAL_SWEEP_MINUTES = 1
+# A legal freeze (legal/freeze.py) asks the platform for the account's records over a period:
+# the form proposes the last this many days. The platform's answer (POST /api/v1/records/) holds
+# at most this many entries per record type.
+BAKKME_LEGAL_FREEZE_DEFAULT_DAYS = 90
+BAKKME_API_RECORDS_MAX_ITEMS = 10000
+
 # Surfaces whose content anyone on the platform could see (fileDetails/publiclyAvailable).
 BAKKME_CYBERTIP_PUBLIC_SURFACES = [
     "post",

@@ -254,7 +254,9 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             "detections": with_events(list(case.detections.select_related("reviewed_by"))),
             "show_contact": user.has_perm("reports.view_reporter_contact"),
             "can_decide": case.state in OPEN_STATES and services.can_decide(user, case),
-            "can_escalate": case.state in OPEN_STATES and user.has_perm("cases.escalate_case"),
+            # A decided case can still be handed to legal (cases.services.escalate_case).
+            "can_escalate": (case.state in OPEN_STATES or case.state == CaseState.DECIDED)
+            and user.has_perm("cases.escalate_case"),
             "can_note": user.has_perm("cases.add_note"),
             "can_release": case.assignee_id is not None
             and (case.assignee_id == user.pk or user.has_perm("cases.decide_case")),
@@ -264,7 +266,8 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             "can_claim": user.has_perm("cases.claim_case"),
             "claim_active": case.claim_is_active(now),
             "decision_form": forms.get("decision_form") or DecisionForm(),
-            "escalation_form": forms.get("escalation_form") or EscalationForm(),
+            "escalation_form": forms.get("escalation_form")
+            or EscalationForm(decided=case.state == CaseState.DECIDED),
             "note_form": forms.get("note_form") or NoteForm(),
             "reopen_form": forms.get("reopen_form") or ReopenForm(),
             "checklist": list(case.checklist.select_related("done_by")),
@@ -318,7 +321,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         self._post_only(request)
         case = self._case_or_404(request, case_id)
         self._require_any(request, "cases.escalate_case")
-        form = EscalationForm(request.POST)
+        form = EscalationForm(request.POST, decided=case.state == CaseState.DECIDED)
         if not form.is_valid():
             return self._workspace(request, case, escalation_form=form)
         try:

@@ -2,7 +2,7 @@ from django import forms
 
 from bakkme_safety import policy
 from bakkme_safety.policy import RestrictedFeature, Severity, Violation
-from bakkme_safety.roles import ESCALATION_ROLES
+from bakkme_safety.roles import ESCALATION_ROLES, Role
 
 from .services import DecisionInput
 
@@ -50,6 +50,11 @@ class DecisionForm(forms.Form):
 class EscalationForm(forms.Form):
     to_role = forms.ChoiceField(choices=[(r.value, r.label) for r in ESCALATION_ROLES], label="To")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=10_000)
+
+    def __init__(self, *args, decided: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if decided:  # a decided case is only handed to legal (cases.services.escalate_case)
+            self.fields["to_role"].choices = [(Role.LEGAL.value, Role.LEGAL.label)]
 
 
 class NoteForm(forms.Form):

@@ -291,6 +291,11 @@ class CaseEvent(models.Model):
         EVIDENCE_ACCESS_REVOKED = "evidence_access_revoked", "Evidence access revoked"
         HOLD_PLACED = "hold_placed", "Legal hold placed"
         HOLD_RELEASED = "hold_released", "Legal hold released"
+        LEGAL_HANDOFF = "legal_handoff", "Handed to legal"
+        # A legal freeze (legal.freeze): the account frozen, its records asked for, held.
+        ACCOUNT_FROZEN = "account_frozen", "Account frozen (legal freeze)"
+        FREEZE_LIFTED = "freeze_lifted", "Account freeze lifted"
+        PLATFORM_RECORDS = "platform_records", "Platform records received"
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
     type = models.CharField(max_length=32, choices=Type.choices)

@@ -23,7 +23,7 @@ from bakkme_safety.roles import ESCALATION_ROLES, Role
 from reports import acknowledgments
 from staff import exposure
 
-from . import sla_engine, webhooks
+from . import signals, sla_engine, webhooks
 from .models import (
     ACCEPTS_REPORTS_STATES,
     Case,
@@ -412,6 +412,11 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
             record_event(
                 case, CaseEvent.Type.ACTION_CREATED, actor, action=action.pk, type=action_type
             )
+        # Legal staff get what the decision calls for (a CyberTipline report, a referral) at
+        # once: the legal app's receiver (legal/receivers.py), in this transaction.
+        signals.case_decided.send(
+            sender=Case, case=case, decision=record, actions=decision.actions(), actor=actor
+        )
         if policy.ActionType.PERMANENT_BAN in decision.actions():
             from reports.banevasion import list_banned_account
 
@@ -430,12 +435,24 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
     return record
 
 
+def grant_to_legal(case: Case, *, actor, reason: str) -> None:
+    """Legal staff see only the cases granted to them: grant their group this case and its
+    evidence, with the reason on the timeline (an escalation to legal, a decision or a hash
+    match that calls for a CyberTipline report or a referral). Call inside a transaction."""
+    legal = Group.objects.get(name=Role.LEGAL)
+    assign_perm("cases.view_case", legal, case)
+    assign_perm("cases.view_case_evidence", legal, case)
+    record_event(case, CaseEvent.Type.EVIDENCE_ACCESS_GRANTED, actor, to=Role.LEGAL.value,
+                 reason=reason)  # fmt: skip
+
+
 def escalate_case(case: Case, *, actor, to_role: str, reason: str) -> Escalation:
     """Send a case to a senior reviewer, legal staff or the CSO, with a reason.
 
     The case leaves its reviewer and shows on that role's queue. Legal staff see only the
     cases granted to them, so escalating to legal grants their group this case and its
-    evidence.
+    evidence. A decided case can still be handed to legal (its state stays decided): what it
+    calls for from them may come after the decision (Child Safety Standards §6.3, §6.4).
     """
     if to_role not in ESCALATION_ROLES:
         raise ValueError(f"Cases cannot be escalated to {to_role!r}.")
@@ -445,31 +462,35 @@ def escalate_case(case: Case, *, actor, to_role: str, reason: str) -> Escalation
         case = _lock(case)
         if not actor.has_perm("cases.escalate_case"):
             raise PermissionDenied("You may not escalate cases.")
-        if case.state not in (S.NEW, S.IN_REVIEW, S.ESCALATED):
+        decided = case.state == S.DECIDED
+        if not (
+            case.state in (S.NEW, S.IN_REVIEW, S.ESCALATED) or (decided and to_role == Role.LEGAL)
+        ):
             raise InvalidTransition(
-                f"A {case.get_state_display().lower()} case cannot be escalated."
+                f"A {case.get_state_display().lower()} case cannot be escalated"
+                + (" (only handed to legal)." if decided else ".")
             )
         escalation = Escalation(case=case, to_role=to_role, reason=reason, escalated_by=actor)
         escalation._history_user = actor
         escalation.save()
-        if case.assignee_id:
-            exposure.end_claim(case, case.assignee_id)
-            remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
-        case.assignee = None
-        case.claimed_at = None
-        case.claim_expires_at = None
-        case.escalated_to = to_role
-        case.first_action_at = case.first_action_at or timezone.now()  # stops the SLA clock
         if to_role == Role.LEGAL:
             # The escalation's reason is the reason legal staff get the case and its evidence.
-            legal = Group.objects.get(name=Role.LEGAL)
-            assign_perm("cases.view_case", legal, case)
-            assign_perm("cases.view_case_evidence", legal, case)
-        if case.state != S.ESCALATED:
-            transition(case, S.ESCALATED, actor=actor, reason=reason)
-        else:
-            _save(case, actor, reason)
+            grant_to_legal(case, actor=actor, reason=reason)
+        if not decided:
+            if case.assignee_id:
+                exposure.end_claim(case, case.assignee_id)
+                remove_perm(ASSIGNEE_PERMISSION, case.assignee, case)
+            case.assignee = None
+            case.claimed_at = None
+            case.claim_expires_at = None
+            case.escalated_to = to_role
+            case.first_action_at = case.first_action_at or timezone.now()  # stops the SLA clock
+            if case.state != S.ESCALATED:
+                transition(case, S.ESCALATED, actor=actor, reason=reason)
+            else:
+                _save(case, actor, reason)
         record_event(case, CaseEvent.Type.ESCALATED, actor, to=to_role, reason=reason)
+        signals.case_escalated.send(sender=Case, case=case, escalation=escalation, actor=actor)
     return escalation
 
 
@@ -636,11 +657,13 @@ def apply_csam_hash_match(item, matches) -> list[EnforcementAction]:
             case,
             CaseEvent.Type.NOTE_ADDED,
             None,
-            text="Automated CSAM hash match: CyberTipline draft to prepare.",
+            text="Automated CSAM hash match: handed to legal for a CyberTipline report.",
             cybertip_draft=True,
             item=item.pk,
             hash_matches=detail,
         )
+        # The CyberTipline draft, the grant and legal on shift told: legal/receivers.py.
+        signals.csam_hash_matched.send(sender=Case, case=case, item=item, matches=matches)
         if created:
             transaction.on_commit(webhooks.queue_delivery, robust=True)
     return created

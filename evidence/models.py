@@ -13,6 +13,8 @@ class EvidenceKind(models.TextChoices):
     COMMUNICATION_LOG = "communication_log", "Communication log"
     ACCOUNT_SNAPSHOT = "account_snapshot", "Account snapshot"
     METADATA = "metadata", "Metadata"
+    # The platform's answer to a request for an account's records (legal.records): JSON.
+    PLATFORM_RECORDS = "platform_records", "Platform records (IPs, devices, messages)"
 
 
 class EvidenceProblem(models.TextChoices):
@@ -185,6 +187,7 @@ class LegalHold(models.Model):
         NCMEC_REPORT = "ncmec_report", "NCMEC CyberTipline report"
         LAW_ENFORCEMENT = "law_enforcement_request", "Law-enforcement request"
         LITIGATION = "litigation", "Litigation"
+        LEGAL_FREEZE = "legal_freeze", "Legal freeze (account frozen, records preserved)"
 
     case = models.ForeignKey(
         "cases.Case", null=True, blank=True, on_delete=models.PROTECT, related_name="holds"
@@ -252,6 +255,14 @@ class EvidencePackage(models.Model):
     )
     purpose = models.CharField(max_length=500)
     recipient = models.CharField(max_length=200)
+    # The recipient's age public key ("age1...", evidence.recipients): when set, the package is
+    # also encrypted for it, and what is handed out is the zip's age ciphertext (.zip.age).
+    recipient_key = models.CharField(
+        "recipient's age public key",
+        max_length=100,
+        blank=True,
+        help_text="When given, the package is encrypted for it: only the recipient opens it.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -263,8 +274,13 @@ class EvidencePackage(models.Model):
     storage_name = models.CharField(max_length=255, blank=True, editable=False)
     wrapped_key = models.BinaryField(null=True, editable=False)
     key_id = models.CharField(max_length=16, blank=True, editable=False)
+    # size and sha256: the bytes stored (under the vault's encryption) and handed out: the zip,
+    # or, with a recipient key, its age ciphertext. zip_size and zip_sha256: the zip itself,
+    # what the recipient gets once they decrypt it (the same as size and sha256 without a key).
     size = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
+    zip_size = models.BigIntegerField(null=True, blank=True)
+    zip_sha256 = models.CharField("SHA-256 of the zip", max_length=64, blank=True)
     built_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     # The lease of the run building it (evidence.packages): renewed while the build lives; a

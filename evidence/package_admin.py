@@ -20,7 +20,7 @@ from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
 
-from . import access, packages
+from . import access, packages, recipients
 from .models import EvidencePackage
 
 
@@ -32,11 +32,33 @@ class RequestPackageForm(forms.Form):
         help_text="What the package is for (a law-enforcement request and its reference...).",
     )
     recipient = forms.CharField(max_length=200, help_text="Who receives it.")
+    recipient_key = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Recipient's age public key",
+        widget=forms.TextInput(attrs={"size": 70, "placeholder": "age1...", "spellcheck": "false"}),
+        help_text=(
+            "Optional. The package is then encrypted for the recipient, and only they can open "
+            "it. The recipient makes the key with age-keygen (age-keygen -o key.txt prints "
+            '"Public key: age1..."; rage-keygen works too), keeps key.txt and sends you the '
+            "age1... line."
+        ),
+    )
     item_ids = forms.CharField(
         required=False,
         label="Evidence items",
         help_text="Evidence item numbers, separated by commas. Empty: all of the case's evidence.",
     )
+
+    def clean_recipient_key(self) -> str:
+        """A secret key pasted by mistake is refused here too, and not shown back in the form
+        (packages.request_package checks every key)."""
+        text = self.cleaned_data.get("recipient_key", "")
+        if recipients.is_secret_key(text):
+            self.data = self.data.copy()
+            self.data["recipient_key"] = ""
+            raise ValidationError(recipients.SECRET_KEY_GIVEN)
+        return text
 
     def clean_item_ids(self) -> list[int]:
         text = self.cleaned_data.get("item_ids", "")
@@ -67,6 +89,7 @@ class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
         "contents",
         "purpose",
         "recipient",
+        "recipient_key",
         "requested_by",
         "requested_at",
         "status",
@@ -76,6 +99,8 @@ class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
         "error",
         "size",
         "sha256",
+        "zip_size",
+        "zip_sha256",
         "built_at",
         "expires_at",
     )
@@ -133,6 +158,7 @@ class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = RequestPackageForm(request.POST or None)
+        status = 200
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             case = Case.objects.filter(pk=data["case"]).first()
@@ -145,18 +171,22 @@ class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
                     data["purpose"],
                     data["recipient"],
                     items=data["item_ids"] or None,
+                    recipient_key=data["recipient_key"],
                 )
             except PermissionDenied:
                 form.add_error("case", "No such case, or not one whose evidence you may export.")
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error("item_ids" if field == "items" else field, errors)
+                status = 400
             else:
                 messages.success(
                     request,
                     f"Package #{package.pk} requested: it is being built in the background.",
                 )
                 return redirect("admin:evidence_evidencepackage_change", package.pk)
+        elif request.method == "POST":
+            status = 400  # the form's field errors
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -164,7 +194,9 @@ class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
             "form": form,
             "link_hours": settings.BAKKME_PACKAGE_LINK_HOURS,
         }
-        return TemplateResponse(request, "admin/evidence/package/request.html", context)
+        return TemplateResponse(
+            request, "admin/evidence/package/request.html", context, status=status
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         package = self.get_object(request, object_id)
@@ -180,6 +212,9 @@ class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
                 and not package.link_expired(),
                 "can_rebuild": package.status == Status.FAILED
                 and packages.may_rebuild(request.user, package),
+                "download_filename": packages.download_filename(package),
+                "zip_filename": f"{packages.download_name(package)}.zip",
+                "opening_command": packages.opening_command(package),
             }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
@@ -223,9 +258,11 @@ class EvidencePackageAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
             return TemplateResponse(
                 request, "admin/evidence/package/unavailable.html", context, status=exc.status
             )
-        response = StreamingHttpResponse(stream, content_type="application/zip")
+        response = StreamingHttpResponse(
+            stream, content_type=packages.download_content_type(package)
+        )
         response["Content-Disposition"] = (
-            f'attachment; filename="{packages.download_name(package)}.zip"'
+            f'attachment; filename="{packages.download_filename(package)}"'
         )
         response["Content-Length"] = str(package.size)
         response["Cache-Control"] = "no-store"

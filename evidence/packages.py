@@ -7,6 +7,11 @@ encrypted as it is written (vault.Sealer), then stored in evidence storage like 
 Only the requester downloads it (open_download), until the link expires; every download is a
 custody event of every item in it. verify_zip checks a downloaded zip (with the `bagit` library).
 
+A package requested with its recipient's age public key is also encrypted for them
+(evidence.recipients): the zip streams into an age encryptor that streams into the Sealer, so
+the vault keeps, and the requester downloads, `<name>.zip.age`, which only the recipient's
+identity opens (verify_download checks it given that identity).
+
 No plaintext evidence rests on disk, even when the worker is killed mid-build: plaintext exists
 only in memory, a chunk (crypto.CHUNK_SIZE) at a time; the build's work folder only ever holds
 ciphertext. A build holds a lease on its package, renewed while it lives: a build whose lease
@@ -43,7 +48,7 @@ from django.utils import timezone
 
 from cases.services import timeline
 
-from . import access, checkpoints, crypto, custody, vault
+from . import access, checkpoints, crypto, custody, recipients, signals, vault
 from .models import CustodyEvent, EvidenceItem, EvidenceKind, EvidencePackage
 from .storage import evidence_storage
 
@@ -106,15 +111,25 @@ def may_export(user, case) -> bool:
 
 
 def request_package(
-    case, user, purpose: str, recipient: str, items=None, *, queue: bool = True
+    case,
+    user,
+    purpose: str,
+    recipient: str,
+    items=None,
+    *,
+    recipient_key: str = "",
+    queue: bool = True,
 ) -> EvidencePackage:
     """Ask for a package of `case`'s evidence (`items`: some of it, as items or ids; None or
-    empty: all of it). Queues the build when the transaction commits (queue=False: the caller
-    builds it, as export_evidence does)."""
+    empty: all of it). With `recipient_key` (the recipient's age public key, "age1..."), the
+    package is also encrypted for the recipient: only their identity opens what is handed out.
+    Queues the build when the transaction commits (queue=False: the caller builds it, as
+    export_evidence does)."""
     if not may_export(user, case):
         raise PermissionDenied("You may not export this case's evidence.")
     purpose, recipient = (purpose or "").strip(), (recipient or "").strip()
     errors: dict[str, list[str]] = {}
+    recipient_key = _recipient_key(recipient_key, errors)
     if not purpose:
         errors.setdefault("purpose", []).append("Say what the package is for.")
     if not recipient:
@@ -128,12 +143,28 @@ def request_package(
         raise ValidationError(errors)
     with transaction.atomic():
         package = EvidencePackage.objects.create(
-            case=case, purpose=purpose, recipient=recipient, requested_by=user
+            case=case,
+            purpose=purpose,
+            recipient=recipient,
+            recipient_key=recipient_key,
+            requested_by=user,
         )
         package.items.set(chosen)
+        signals.package_requested.send(sender=EvidencePackage, package=package)
         if queue:
             transaction.on_commit(lambda: _queue_build(package.pk))
     return package
+
+
+def _recipient_key(text: str, errors: dict) -> str:
+    """The age recipient as age writes it ("" for none); a malformed one is a field error."""
+    if not (text or "").strip():
+        return ""
+    try:
+        return recipients.normalize_recipient(text)
+    except recipients.RecipientKeyError as exc:
+        errors.setdefault("recipient_key", []).append(str(exc))
+        return ""
 
 
 def _queue_build(package_id: int) -> None:
@@ -214,8 +245,8 @@ def build(package_id: int) -> EvidencePackage | None:
             if not items:
                 raise PackageBuildError(f"Case #{package.case_id} has no evidence left to export.")
             progress = _Progress(lease)
-            stored = _write_sealed_bag(package, items, workdir, progress)
-            _mark_ready(package, items, stored, lease)
+            stored, zipped = _write_sealed_bag(package, items, workdir, progress)
+            _mark_ready(package, items, stored, zipped, lease)
     except LeaseLost:
         logger.warning("Evidence package %s: this build lost its lease and stopped", package_id)
         if stored is not None:
@@ -439,7 +470,9 @@ def _mark_failed(package: EvidencePackage, error: str, *, lease: "_Lease | None"
     packages_.update(status=Status.FAILED, error=error, progress_note="Failed", lease_until=None)
 
 
-def _mark_ready(package: EvidencePackage, items: list[EvidenceItem], stored, lease) -> None:
+def _mark_ready(
+    package: EvidencePackage, items: list[EvidenceItem], stored, zipped: "_ZipTarget", lease
+) -> None:
     now = timezone.now()
     with transaction.atomic():
         package = EvidencePackage.objects.select_for_update().get(pk=package.pk)
@@ -451,6 +484,7 @@ def _mark_ready(package: EvidencePackage, items: list[EvidenceItem], stored, lea
         package.error = ""
         package.storage_name, package.wrapped_key = stored.storage_name, stored.wrapped_key
         package.key_id, package.size, package.sha256 = stored.key_id, stored.size, stored.sha256
+        package.zip_size, package.zip_sha256 = zipped.size, zipped.sha256.hexdigest()
         package.built_at = now
         package.expires_at = now + timedelta(hours=settings.BAKKME_PACKAGE_LINK_HOURS)
         package.lease_until = None
@@ -496,14 +530,46 @@ def item_path(item: EvidenceItem) -> str:
     return f"{folder}/{item.pk}{extension}"
 
 
-def _write_sealed_bag(package, items, workdir: Path, progress: _Progress) -> vault.Sealed:
-    """The bag, written file by file into a zip that streams into a vault.Sealer: plaintext
-    exists only in memory, a chunk at a time; the disk (the work folder) sees ciphertext only.
-    Then the ciphertext is stored. No size limit: a package of a large case is larger than any
-    one item may be."""
-    sealer = vault.Sealer(limit=None, dir=str(workdir))
+class _ZipTarget:
+    """What the zip is written into: it counts and hashes the zip as it passes (the recipient's
+    check after decrypting it), then hands it to the Sealer, or, for a package with a recipient
+    key, to the age encryptor in front of the Sealer. Not seekable, like the Sealer."""
+
+    def __init__(self, sealer: vault.Sealer, recipient_key: str):
+        self.sealer = sealer
+        self.encryptor = recipients.AgeEncryptor(recipient_key, sealer) if recipient_key else None
+        self.sha256, self.size = hashlib.sha256(), 0
+
+    def write(self, piece) -> int:
+        self.sha256.update(piece)
+        self.size += len(piece)
+        return (self.encryptor or self.sealer).write(piece)
+
+    def flush(self) -> None:
+        """(zipfile asks for it.)"""
+
+    def finish(self) -> vault.Sealed:
+        """The zip is complete: the last of the age ciphertext into the Sealer, then sealed."""
+        if self.encryptor is not None:
+            self.encryptor.close()
+        return self.sealer.finish()
+
+    def discard(self) -> None:
+        if self.encryptor is not None:
+            self.encryptor.abort()
+        self.sealer.discard()
+
+
+def _write_sealed_bag(
+    package, items, workdir: Path, progress: _Progress
+) -> tuple[vault.Sealed, _ZipTarget]:
+    """The bag, written file by file into a zip that streams into a vault.Sealer (through an
+    age encryptor for a package with a recipient key): plaintext exists only in memory, a
+    chunk at a time; the disk (the work folder) sees ciphertext only. Then the ciphertext is
+    stored. No size limit: a package of a large case is larger than any one item may be."""
+    target = _ZipTarget(vault.Sealer(limit=None, dir=str(workdir)), package.recipient_key)
     try:
-        with zipfile.ZipFile(sealer, "w", compression=ZIP_COMPRESSION) as archive:
+        with zipfile.ZipFile(target, "w", compression=ZIP_COMPRESSION) as archive:
             bag = _BagWriter(archive, download_name(package))
             _write_items(package, items, bag, progress)
             progress.set(
@@ -517,11 +583,12 @@ def _write_sealed_bag(package, items, workdir: Path, progress: _Progress) -> vau
             _write_case_files(package, items, bag, checkpoint)
             progress.set(_TAGS_START, "Zipping and encrypting the BagIt manifests")
             bag.finish(_bag_info(package))
+        sealed = target.finish()
     except BaseException:
-        sealer.discard()
+        target.discard()
         raise
     progress.set(_ZIP_END, "Storing the encrypted package")
-    return vault.store(sealer.finish(), "packages")
+    return vault.store(sealed, "packages"), target
 
 
 def _write_items(package, items, bag: "_BagWriter", progress: _Progress) -> None:
@@ -685,6 +752,7 @@ def package_metadata(package: EvidencePackage, items: list[EvidenceItem]) -> dic
             "organization": settings.BAKKME_EVIDENCE_ORGANIZATION,
             "purpose": package.purpose,
             "recipient": package.recipient,
+            "recipient_key": package.recipient_key,
             "requested_by": _person(package.requested_by),
             "requested_at": package.requested_at,
             "bagged_at": timezone.now(),
@@ -806,6 +874,22 @@ def download_name(package: EvidencePackage) -> str:
     return f"bakkme-evidence-package-{package.pk}"
 
 
+def download_filename(package: EvidencePackage) -> str:
+    """The file handed out: `<name>.zip`, or `<name>.zip.age` when encrypted for the
+    recipient (the file they decrypt to `<name>.zip`)."""
+    return f"{download_name(package)}.zip" + (".age" if package.recipient_key else "")
+
+
+def download_content_type(package: EvidencePackage) -> str:
+    return "application/octet-stream" if package.recipient_key else "application/zip"
+
+
+def opening_command(package: EvidencePackage, identity: str = "key.txt") -> str:
+    """How the recipient opens an encrypted package (age; rage takes the same arguments)."""
+    name = download_name(package)
+    return f"age -d -i {identity} {name}.zip.age > {name}.zip"
+
+
 # --- Building again ------------------------------------------------------------------------------
 
 
@@ -838,6 +922,7 @@ def rebuild(package: EvidencePackage, *, actor) -> EvidencePackage:
         package.lease_token, package.lease_until, package.heartbeat_at = "", None, None
         package.storage_name, package.wrapped_key, package.key_id = "", None, ""
         package.size, package.sha256, package.built_at, package.expires_at = None, "", None, None
+        package.zip_size, package.zip_sha256 = None, ""
         package.save()
         if old_zip:
             transaction.on_commit(lambda: evidence_storage().delete(old_zip))
@@ -855,7 +940,8 @@ def check_package(package: EvidencePackage) -> str | None:
 
 
 def open_download(package: EvidencePackage, user, *, via: str = "admin") -> Iterator[bytes]:
-    """The decrypted zip, in chunks, for its requester while the link is valid.
+    """The package as it is handed out, in chunks, for its requester while the link is valid:
+    the zip, or (a package with a recipient key) the zip's age ciphertext for the recipient.
 
     Others (and a requester who lost access to the case) get Http404. The stored zip is checked
     whole against its SHA-256 before anything is handed out (a change between that pass and
@@ -884,6 +970,7 @@ def open_download(package: EvidencePackage, user, *, via: str = "admin") -> Iter
         purpose=package.purpose,
         detail={"package": package.pk, "via": via},
     )
+    signals.package_downloaded.send(sender=EvidencePackage, package=package, user=user)
     return vault.decrypted(package)
 
 
@@ -908,6 +995,30 @@ def _refuse_tampered(package: EvidencePackage, problem: str) -> None:
 
 
 # --- Verifying a downloaded zip ------------------------------------------------------------------
+
+
+def verify_download(path, identity=None) -> list[str]:
+    """What is wrong with a package as downloaded: [] when it is valid. A zip is checked by
+    verify_zip; a zip encrypted for its recipient (`.zip.age`) needs the recipient's identity
+    file (`identity`, age-keygen's key.txt) to be opened first. It is decrypted into a
+    temporary folder that is removed afterwards, as verify_zip does with what it extracts."""
+    path = Path(path)
+    if not path.is_file() or not recipients.is_encrypted(path):
+        return verify_zip(path)
+    if identity is None:
+        return [
+            f"{path.name} is encrypted for its recipient (age): give the recipient's identity "
+            "file to open it (--identity key.txt)."
+        ]
+    with tempfile.TemporaryDirectory(
+        prefix="bakkme-verify-", dir=settings.BAKKME_PACKAGE_TEMP_DIR
+    ) as temp:
+        opened = Path(temp) / "package.zip"
+        try:
+            recipients.decrypt_file(path, identity, opened)
+        except recipients.RecipientKeyError as exc:
+            return [str(exc)]
+        return verify_zip(opened)
 
 
 def verify_zip(path) -> list[str]:

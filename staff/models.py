@@ -113,6 +113,10 @@ class Notification(models.Model):
         EMERGENCY = "emergency", "Emergency (P0)"
         EVIDENCE_INTEGRITY = "evidence_integrity", "Evidence integrity failure"
         WEBHOOK_FAILED = "webhook_failed", "Platform webhook failed"
+        LEGAL_HANDOFF = "legal_handoff", "Handed to legal"
+        LEGAL_DUTY_WARNING = "legal_duty_warning", "Legal deadline approaching"
+        LEGAL_DUTY_BREACH = "legal_duty_breach", "Legal deadline missed"
+        CYBERTIP_STOPPED = "cybertip_stopped", "CyberTipline filing stopped"
         LOGIN_SPRAY = "login_spray", "Login spray"
 
     class Email(models.TextChoices):

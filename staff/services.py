@@ -173,6 +173,18 @@ _TITLES = {
         "The platform never received a delivery for case #{}",
         "The platform never received deliveries for {} cases",
     ),
+    Notification.Kind.LEGAL_HANDOFF: (
+        "Case #{} is handed to legal: see the legal desk",
+        "{} cases are handed to legal: see the legal desk",
+    ),
+    Notification.Kind.LEGAL_DUTY_WARNING: (
+        "A legal deadline on case #{} is approaching",
+        "Legal deadlines on {} cases are approaching",
+    ),
+    Notification.Kind.LEGAL_DUTY_BREACH: (
+        "A legal deadline on case #{} was missed",
+        "Legal deadlines on {} cases were missed",
+    ),
 }
 
 
@@ -214,9 +226,9 @@ def notify(kind: str, cases_by_recipient: dict, now: datetime) -> list[Notificat
     return Notification.objects.bulk_create(rows)
 
 
-def notify_role(kind: str, role: str, *, title: str, body: str, now: datetime) -> list:
-    """One notification of `kind`, not about a case, to every active member of `role` (e.g. a
-    login spray to every CSO); e-mailed like the others (deliver_emails)."""
+def notify_people(kind: str, people, *, title: str, body: str, now: datetime) -> list:
+    """One notification of `kind`, not about one case, to each of `people`; e-mailed like the
+    others (deliver_emails)."""
     rows = [
         Notification(
             recipient=recipient,
@@ -227,9 +239,33 @@ def notify_role(kind: str, role: str, *, title: str, body: str, now: datetime) -
             email_status=Notification.Email.PENDING if recipient.email else Notification.Email.NONE,
             email_next_attempt_at=now,
         )
-        for recipient in staff_in_role(role).order_by("pk")
+        for recipient in people
     ]
     return Notification.objects.bulk_create(rows)
+
+
+def notify_role(kind: str, role: str, *, title: str, body: str, now: datetime) -> list:
+    """One notification of `kind`, not about a case, to every active member of `role` (e.g. a
+    login spray to every CSO)."""
+    people = staff_in_role(role).order_by("pk")
+    return notify_people(kind, people, title=title, body=body, now=now)
+
+
+def notify_person(kind: str, recipient, *, case=None, title: str, body: str, now: datetime):
+    """One notification of `kind` to one member of staff, with its own title and body (e.g.
+    a stopped CyberTipline filing, with NCMEC's message, to the person who filed it); e-mailed
+    like the others (deliver_emails)."""
+    return Notification.objects.create(
+        recipient=recipient,
+        kind=kind,
+        case=case,
+        case_ids=[case.pk] if case is not None else [],
+        title=title[:200],
+        body=body,
+        created_at=now,
+        email_status=Notification.Email.PENDING if recipient.email else Notification.Email.NONE,
+        email_next_attempt_at=now,
+    )
 
 
 def unread_count(user) -> int:

@@ -34,6 +34,8 @@ from evidence import holds, packages, vault
 from evidence.access import grant
 from evidence.models import CustodyEvent
 from evidence.samples import pattern_png
+from legal import duties
+from legal.freeze import freeze_account
 from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
 from reports.models import (
     AccountEvent,
@@ -130,6 +132,21 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
     )
     action = EnforcementAction.objects.create(case=other.case, type="warn")
     cybertip = CyberTiplineReport.objects.create(case=case)
+    freeze = freeze_account(
+        case,
+        actor=people["cso"],
+        since=timezone.now() - timedelta(days=30),
+        until=timezone.now() - timedelta(minutes=1),
+        reason="placeholder",
+    )
+    duty = duties.open_duty(
+        kind="cybertip_report",
+        title="placeholder",
+        started_at=timezone.now(),
+        hours=24,
+        case=case,
+        cybertip_report=cybertip,
+    )
     referral = LawEnforcementReferral.objects.create(
         case=case, agency="placeholder", country="US", contact="placeholder", sent="placeholder"
     )
@@ -202,6 +219,8 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
         "legal_cybertiplinereport": cybertip.pk,
         "legal_lawenforcementreferral": referral.pk,
         "legal_lawenforcementrequest": le_request.pk,
+        "legal_preservationrequest": freeze.pk,
+        "legal_legalduty": duty.pk,
     }
     return {"people": people, "ids": ids, "objects": objects, "case": case}
 
@@ -288,6 +307,8 @@ POST_ONLY = {
     "admin:legal_cybertiplinereport_retract",
     "admin:staff_privilegerequest_decide",
     "admin:evidence_evidencepackage_rebuild",
+    "admin:legal_preservationrequest_lift",
+    "api:records",
 }
 
 
@@ -324,7 +345,7 @@ EXPECTED = {
     "two_factor:backup_codes": "login 2fa 200 200 200 200 200 200 200 200 200 200 200",
     "two_factor:logout": "login login login login login login login login login login login login login",
     "dashboard:sla": "login 2fa 403 403 403 403 403 403 403 200 200 403 200",
-    "admin:index": "login 2fa 200 200 200 200 200 200 200 200 200 200 200",
+    "admin:index": "login 2fa 200 200 200 200 200 redirect redirect 200 200 200 200",
     "admin:login": "200 2fa redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect",
     "admin:logout": "redirect redirect 200 200 200 200 200 200 200 200 200 200 200",
     "admin:password_change": "login 2fa 200 200 200 200 200 200 200 200 200 200 200",
@@ -546,7 +567,16 @@ EXPECTED = {
     "admin:evidence_custodyevent_delete": "login 2fa 403 403 403 403 403 403 403 403 403 403 403",
     "admin:evidence_custodyevent_change": "login 2fa 200 200 404 200 404 404 200 200 200 403 200",
     "admin/evidence/custodyevent/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect",
-    "admin:legal_cybertiplinereport_draft": "login 2fa 403 403 403 403 403 404 200 200 403 403 200",
+    "admin:legal_preservationrequest_freeze": "login 2fa 403 403 404 403 404 404 200 200 403 404 200",
+    "admin:legal_preservationrequest_lift": "login 2fa 403 403 404 403 404 404 200 200 403 404 200",
+    "admin:legal_preservationrequest_simple_history": "login 2fa 403 403 404 403 404 404 200 200 200 404 200",
+    "admin:legal_preservationrequest_changelist": "login 2fa 403 403 403 403 403 200 200 200 200 403 200",
+    "admin:legal_preservationrequest_add": "login 2fa 403 403 403 403 403 403 403 403 403 403 403",
+    "admin:legal_preservationrequest_history": "login 2fa 403 403 404 403 404 404 200 200 200 404 200",
+    "admin:legal_preservationrequest_delete": "login 2fa 403 403 403 403 403 403 403 403 403 403 403",
+    "admin:legal_preservationrequest_change": "login 2fa 403 403 403 403 403 404 200 200 200 403 200",
+    "admin/legal/preservationrequest/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:legal_cybertiplinereport_draft": "login 2fa 403 403 403 403 403 404 200 200 200 403 200",
     "admin:legal_cybertiplinereport_file": "login 2fa 403 403 403 403 403 404 200 200 403 403 200",
     "admin:legal_cybertiplinereport_retract": "login 2fa 403 403 403 403 403 404 redirect redirect 403 403 redirect",
     "admin:legal_cybertiplinereport_simple_history": "login 2fa 403 403 404 403 404 404 200 200 200 404 200",
@@ -570,6 +600,12 @@ EXPECTED = {
     "admin:legal_lawenforcementrequest_delete": "login 2fa 403 403 403 403 403 403 403 403 403 403 403",
     "admin:legal_lawenforcementrequest_change": "login 2fa 403 403 403 403 403 404 200 200 200 403 200",
     "admin/legal/lawenforcementrequest/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect",
+    "admin:legal_legalduty_changelist": "login 2fa 403 403 403 403 403 200 200 200 200 403 200",
+    "admin:legal_legalduty_add": "login 2fa 403 403 403 403 403 403 403 403 403 403 403",
+    "admin:legal_legalduty_history": "login 2fa 403 403 404 403 404 404 200 200 200 404 200",
+    "admin:legal_legalduty_delete": "login 2fa 403 403 403 403 403 403 403 403 403 403 403",
+    "admin:legal_legalduty_change": "login 2fa 403 403 403 403 403 404 redirect redirect redirect 403 redirect",
+    "admin/legal/legalduty/<path:object_id>/": "login 2fa redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect redirect",
     "admin:audit_auditevent_export": "login 2fa 403 403 403 403 403 403 403 200 200 200 200",
     "admin:audit_auditevent_changelist": "login 2fa 403 403 403 403 403 403 403 200 200 200 200",
     "admin:audit_auditevent_add": "login 2fa 403 403 403 403 403 403 403 403 403 403 403",
@@ -584,6 +620,7 @@ EXPECTED = {
     "api:events": "401 401 401 401 401 401 401 401 401 401 401 401 401",
     "api:match": "401 401 401 401 401 401 401 401 401 401 401 401 401",
     "api:report-media": "401 401 401 401 401 401 401 401 401 401 401 401 401",
+    "api:records": "401 401 401 401 401 401 401 401 401 401 401 401 401",
     "schema": "401 2fa 200 200 200 200 200 200 200 200 200 200 200",
     "api-docs": "login 2fa 200 200 200 200 200 200 200 200 200 200 200",
 }
