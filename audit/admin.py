@@ -7,8 +7,8 @@ from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 
-from bakkme_safety.admin import ReadOnlyAdminMixin
-from bakkme_safety.paginators import EstimatedCountPaginator
+from core.admin import ReadOnlyAdminMixin
+from core.paginators import EstimatedCountPaginator
 
 from . import services
 from .forms import ExportFilterForm

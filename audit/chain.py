@@ -6,7 +6,7 @@ import json
 
 from django.db import transaction
 
-from bakkme_safety import ledger
+from core import ledger
 
 from .models import AuditEvent
 

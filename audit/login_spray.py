@@ -1,6 +1,6 @@
 """Login sprays: many usernames failing from one address, or one username from many addresses.
 
-The lockouts (bakkme_safety.lockout) stop a spray; this tells the Child Safety Officer that one
+The lockouts (staff.lockout) stop a spray; this tells the Child Safety Officer that one
 is happening, from the failed logins the audit trail already holds. Each spray is recorded as a
 `login_spray` audit event and every CSO gets one notification, once per address (or username)
 and window however long the spray goes on.

@@ -1,7 +1,7 @@
 """The receivers that put staff access and account changes into the audit trail.
 
 - logins, failed logins (the username tried, never the password), logouts: django.contrib.auth
-- lockouts: django-axes' user_locked_out (what is locked: bakkme_safety.lockout)
+- lockouts: django-axes' user_locked_out (what is locked: staff.lockout)
 - login sprays: each failed login is checked by audit.login_spray.detect_login_spray
 - second factors: post_save / post_delete of every django-otp device model
 - accounts: post_save of the user (created; is_staff, is_active, is_superuser changed)
@@ -105,7 +105,7 @@ def _logged_out(sender, request, user, **kwargs):
 def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
     from django.conf import settings
 
-    from bakkme_safety.lockout import lockout_state
+    from staff.lockout import lockout_state
 
     detail = {"cooloff_minutes": settings.BAKKME_LOGIN_COOLOFF_MINUTES}
     if request is not None:

@@ -3,7 +3,7 @@ it lets in only staff whose session passed a second factor.
 
 Installed as the default admin site by bakkme_safety.admin_config.BakkmeAdminConfig (listed in
 INSTALLED_APPS instead of "django.contrib.admin"), so `admin.site` is this class everywhere.
-The redirect to the second-factor pages is bakkme_safety.middleware.VerifiedFactorMiddleware;
+The redirect to the second-factor pages is staff.sessions.VerifiedFactorMiddleware;
 this is the check behind it.
 """
 
@@ -13,8 +13,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from staff.two_factor import is_verified
+
 from .roles import Role
-from .two_factor import is_verified
 
 # The page each role lands on (admin:index sends a person whose only role has one there;
 # /admin/?sections=all shows the index itself).

@@ -14,7 +14,7 @@ from csp.constants import NONE as CSP_NONE
 from csp.constants import SELF as CSP_SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from bakkme_safety.keys import decode_master_key
+from core.keys import decode_master_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "axes",
     "csp",
+    "core",
     "bakkme_safety",
     "reports",
     "cases",
@@ -74,9 +75,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "bakkme_safety.middleware.SessionLimitMiddleware",
+    "staff.sessions.SessionLimitMiddleware",
     "django_otp.middleware.OTPMiddleware",
-    "bakkme_safety.middleware.VerifiedFactorMiddleware",
+    "staff.sessions.VerifiedFactorMiddleware",
     "staff.middleware.StaffComplianceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -457,7 +458,7 @@ SESSION_COOKIE_AGE = BAKKME_SESSION_IDLE_MINUTES * 60
 BAKKME_SESSION_TOUCH_SECONDS = 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True  # and no session outlives the browser on a shared desk
 
-# Login throttling (django-axes, bakkme_safety.lockout): failed logins within the cool-off are
+# Login throttling (django-axes, staff.lockout): failed logins within the cool-off are
 # counted three ways, each locked at its own limit: one username from one address (that pair is
 # locked), one address for any usernames (the address is locked for every username), one
 # username from any addresses (the username is locked from everywhere). Tries made while locked
@@ -471,8 +472,8 @@ BAKKME_LOGIN_USERNAME_FAILURE_LIMIT = int(
     os.environ.get("BAKKME_LOGIN_USERNAME_FAILURE_LIMIT", "20")
 )
 BAKKME_LOGIN_COOLOFF_MINUTES = int(os.environ.get("BAKKME_LOGIN_COOLOFF_MINUTES", "30"))
-AXES_HANDLER = "bakkme_safety.lockout.LockoutHandler"
-AXES_FAILURE_LIMIT = "bakkme_safety.lockout.failure_limit"  # the limit of the count reached
+AXES_HANDLER = "staff.lockout.LockoutHandler"
+AXES_FAILURE_LIMIT = "staff.lockout.failure_limit"  # the limit of the count reached
 AXES_COOLOFF_TIME = timedelta(minutes=BAKKME_LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
@@ -483,7 +484,7 @@ AXES_RESET_ON_SUCCESS = True
 BAKKME_LOGIN_SPRAY_USERNAMES = int(os.environ.get("BAKKME_LOGIN_SPRAY_USERNAMES", "5"))
 BAKKME_LOGIN_SPRAY_ADDRESSES = int(os.environ.get("BAKKME_LOGIN_SPRAY_ADDRESSES", "3"))
 BAKKME_LOGIN_SPRAY_WINDOW_MINUTES = int(os.environ.get("BAKKME_LOGIN_SPRAY_WINDOW_MINUTES", "30"))
-AXES_LOCKOUT_CALLABLE = "bakkme_safety.two_factor_views.lockout_response"
+AXES_LOCKOUT_CALLABLE = "staff.two_factor_views.lockout_response"
 AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail
 # Behind this many proxies (each appending to X-Forwarded-For) the client address comes from that
 # header; 0: REMOTE_ADDR, and a forwarded header is ignored (anyone could send one).

@@ -4,15 +4,14 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from reports.api.views import ApiDocsView
-
-from . import two_factor_views
+from staff import two_factor_views
 
 admin.site.site_header = "BakkMe Safety back office"
 admin.site.site_title = "BakkMe Safety"
 admin.site.index_title = "Child safety operations"
 admin.site.site_url = None  # no public site behind the back office
 
-# The second factor (bakkme_safety.two_factor): under /admin/ like every staff page, before the
+# The second factor (staff.two_factor): under /admin/ like every staff page, before the
 # admin's own URLs; reachable with a password-only session (VerifiedFactorMiddleware lets it in).
 two_factor_patterns = (
     [

@@ -15,11 +15,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from bakkme_safety.admin import ReadOnlyAdminMixin
-from bakkme_safety.paginators import EstimatedCountPaginator
 from bakkme_safety.policy import ActionType
 from bakkme_safety.roles import Role
 from bakkme_safety.webhooks import configured as webhook_configured
+from core.admin import ReadOnlyAdminMixin
+from core.paginators import EstimatedCountPaginator
 from reports.events import with_events
 from staff import exposure
 

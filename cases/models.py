@@ -5,7 +5,6 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from bakkme_safety.history import audit_history
 from bakkme_safety.policy import (
     ActionType,
     Category,
@@ -17,6 +16,7 @@ from bakkme_safety.policy import (
 )
 from bakkme_safety.roles import ESCALATION_ROLES, Role
 from bakkme_safety.webhooks import DELIVERY_FIELDS, WebhookDelivery
+from core.history import audit_history
 
 
 class CaseState(models.TextChoices):

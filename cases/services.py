@@ -17,9 +17,9 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from bakkme_safety import policy
-from bakkme_safety.bulk import update_rows
-from bakkme_safety.history import copy_to_history
 from bakkme_safety.roles import ESCALATION_ROLES, Role
+from core.bulk import update_rows
+from core.history import copy_to_history
 from reports import acknowledgments
 from staff import exposure
 

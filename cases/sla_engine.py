@@ -28,8 +28,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bakkme_safety.bulk import update_rows
 from bakkme_safety.roles import Role
+from core.bulk import update_rows
 from staff import services as staff
 from staff.models import Notification
 

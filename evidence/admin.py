@@ -1,4 +1,4 @@
-from bakkme_safety.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin
 
 from . import hold_admin, package_admin  # noqa: F401  (their admin classes register themselves)
 
@@ -13,8 +13,8 @@ from django.http import Http404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from bakkme_safety.paginators import EstimatedCountPaginator
 from cases.admin_scoping import CaseScopedAdminMixin
+from core.paginators import EstimatedCountPaginator
 
 from . import views
 from .models import CustodyEvent, EvidenceItem

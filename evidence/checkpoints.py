@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import chain as audit_chain
-from bakkme_safety import ledger
+from core import ledger
 
 from . import custody
 from .storage import evidence_storage

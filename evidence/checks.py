@@ -86,7 +86,7 @@ def prove_ledger_key_continues_the_chains() -> None:
     audit trail (a key id is an HMAC under the key itself: a match means the key). Two indexed
     reads; an empty or not yet migrated database passes."""
     from audit.models import AuditEvent
-    from bakkme_safety import ledger
+    from core import ledger
 
     from .models import CustodyEvent
 

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from bakkme_safety.keys import decode_master_key
+from core.keys import decode_master_key
 
 MAGIC = b"BKEV1"
 CHUNK_SIZE = 1024 * 1024

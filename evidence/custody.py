@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from bakkme_safety import ledger
+from core import ledger
 
 from .models import CustodyEvent, EvidenceItem
 

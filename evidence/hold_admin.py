@@ -13,9 +13,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
-from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
+from core.admin import ReadOnlyAdminMixin
 
 from . import holds
 from .models import EvidenceItem, LegalHold

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from bakkme_safety.history import audit_history
+from core.history import audit_history
 
 
 class EvidenceKind(models.TextChoices):

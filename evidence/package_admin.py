@@ -16,9 +16,9 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
+from core.admin import ReadOnlyAdminMixin
 
 from . import access, packages, recipients
 from .models import EvidencePackage

@@ -19,11 +19,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
 from cases.sla import sla_status
 from cases.visibility import scope_to_visible_cases
+from core.admin import ReadOnlyAdminMixin
 from evidence.models import EvidencePackage
 
 from . import draft as drafts

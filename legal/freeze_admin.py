@@ -15,10 +15,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
 from cases.webhooks import retry_now
+from core.admin import ReadOnlyAdminMixin
 
 from . import freeze
 from .models import PreservationRequest

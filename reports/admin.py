@@ -3,9 +3,9 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Sum
 from simple_history.admin import SimpleHistoryAdmin
 
-from bakkme_safety.admin import ReadOnlyAdminMixin
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case, sees_every_case
+from core.admin import ReadOnlyAdminMixin
 
 from .banevasion import search_pairs
 from .models import (

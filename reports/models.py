@@ -4,9 +4,9 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-from bakkme_safety.history import audit_history
 from bakkme_safety.policy import AgeBand, Category, Source, Surface
 from bakkme_safety.webhooks import WebhookDelivery
+from core.history import audit_history
 
 
 def hash_token(token: str) -> str:

@@ -13,7 +13,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from audit import services
 from audit.models import AuditEvent
 from audit.signals import compliance_fields
-from bakkme_safety import two_factor
+from staff import two_factor
 
 from .factories import UserFactory
 

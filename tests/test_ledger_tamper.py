@@ -24,7 +24,7 @@ from django.test import RequestFactory
 from audit import chain as audit_chain
 from audit import services as audit
 from audit.models import AuditEvent
-from bakkme_safety import ledger
+from core import ledger
 from evidence import checkpoints, custody, tasks, vault
 from evidence.models import CustodyEvent
 

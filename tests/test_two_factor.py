@@ -14,7 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from bakkme_safety import two_factor
+from staff import two_factor
 
 from .factories import UserFactory
 

@@ -44,7 +44,7 @@ DROP FUNCTION IF EXISTS audit_append_only();
 def chain_existing(apps, schema_editor):
     """Key the events already in the trail, in id order, BATCH at a time."""
     from audit import chain
-    from bakkme_safety import ledger
+    from core import ledger
 
     AuditEvent = apps.get_model("audit", "AuditEvent")
     events = AuditEvent.objects.using(schema_editor.connection.alias).order_by("pk")

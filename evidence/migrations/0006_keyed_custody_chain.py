@@ -61,7 +61,7 @@ CREATE TRIGGER evidence_custody_append_only
 
 def chain_existing(apps, schema_editor):
     """Key the events already in the ledger, in id order, BATCH at a time."""
-    from bakkme_safety import ledger
+    from core import ledger
 
     CustodyEvent = apps.get_model("evidence", "CustodyEvent")
     events = CustodyEvent.objects.using(schema_editor.connection.alias).order_by("pk")

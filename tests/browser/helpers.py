@@ -14,7 +14,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import Page, expect
 
-from bakkme_safety import two_factor
+from staff import two_factor
 
 # tests/factories.py UserFactory's password.
 PASSWORD = "correct horse battery staple"

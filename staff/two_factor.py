@@ -1,7 +1,7 @@
 """The second factor of every staff login (django-otp): a TOTP authenticator app, and one-use
 backup codes.
 
-The flow (views: bakkme_safety.two_factor_views; enforcement: bakkme_safety.middleware and
+The flow (views: staff.two_factor_views; enforcement: staff.sessions and
 bakkme_safety.admin_site):
 
 1. password (the admin login; django-axes counts the failures);

@@ -1,6 +1,6 @@
 """The second-factor pages under /admin/two-factor/, and the login page shown on a lockout.
 
-Thin: the rules are in bakkme_safety.two_factor. These pages are for a member of staff who gave
+Thin: the rules are in staff.two_factor. These pages are for a member of staff who gave
 their password but has no verified factor yet, so they show no admin navigation.
 """
 
@@ -171,7 +171,7 @@ def logout(request):
     return redirect("admin:login")
 
 
-# What the lockout page says, by what is locked (bakkme_safety.lockout), widest first. The same
+# What the lockout page says, by what is locked (staff.lockout), widest first. The same
 # words whether or not the username exists: failures of unknown usernames count alike.
 LOCKOUT_MESSAGES = {
     "address": "Too many failed logins from your address. Logging in from here is blocked "

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from bakkme_safety.db_roles import RoleError, grant_app_role
+from core.db_roles import RoleError, grant_app_role
 
 
 class Command(BaseCommand):
