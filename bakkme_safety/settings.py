@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "csp",
     "core",
     "bakkme_safety",
+    "deliveries",
     "reports",
     "cases",
     "staff",
@@ -533,7 +534,7 @@ LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
 # --- Platform webhooks --------------------------------------------------------------------------
 # Enforcement actions and reporter acknowledgments go to the platform as signed JSON POSTs
-# (bakkme_safety/webhooks.py, cases/webhooks.py). Without a URL and a secret nothing is sent:
+# (deliveries/: signing.py, outbox.py; the apps' kinds). Without a URL and a secret nothing is sent:
 # deliveries wait (pending), and the admin says so.
 BAKKME_PLATFORM_WEBHOOK_URL = os.environ.get("BAKKME_PLATFORM_WEBHOOK_URL", "")
 BAKKME_PLATFORM_WEBHOOK_SECRET = os.environ.get("BAKKME_PLATFORM_WEBHOOK_SECRET", "")

@@ -17,13 +17,13 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from bakkme_safety.policy import ActionType
 from bakkme_safety.roles import Role
-from bakkme_safety.webhooks import configured as webhook_configured
 from core.admin import ReadOnlyAdminMixin
 from core.paginators import EstimatedCountPaginator
+from deliveries.signing import configured as webhook_configured
 from reports.events import with_events
 from staff import exposure
 
-from . import services, webhooks
+from . import services
 from .admin_scoping import CaseScopedAdminMixin
 from .forms import DecisionForm, EscalationForm, NoteForm, ReopenForm
 from .models import OPEN_STATES, Case, CaseState, EnforcementAction
@@ -410,7 +410,7 @@ def _account_summary(reports) -> dict:
 
 @admin.register(EnforcementAction)
 class EnforcementActionAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The actions and their delivery to the platform's webhook (read-only; cases/webhooks.py).
+    """The actions and their delivery to the platform's webhook (read-only; deliveries/outbox.py).
     The CSO may send failed ones again (an admin action, through the service)."""
 
     list_display = (
@@ -459,10 +459,8 @@ class EnforcementActionAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Mod
 
     @admin.action(description=_("Retry the delivery of the selected failed actions"))
     def retry_delivery(self, request, queryset):
-        if not self.has_retry_permission(request):
-            raise PermissionDenied
         retried = sum(
-            webhooks.retry_now(action)
+            services.retry_delivery(action, actor=request.user)
             for action in queryset.filter(status=EnforcementAction.Status.FAILED)
         )
         self.message_user(request, f"{retried} deliveries queued again.", messages.SUCCESS)

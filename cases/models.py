@@ -15,8 +15,8 @@ from bakkme_safety.policy import (
     Violation,
 )
 from bakkme_safety.roles import ESCALATION_ROLES, Role
-from bakkme_safety.webhooks import DELIVERY_FIELDS, WebhookDelivery
 from core.history import audit_history
+from deliveries.models import DELIVERY_FIELDS, WebhookDelivery
 
 
 class CaseState(models.TextChoices):
@@ -292,6 +292,7 @@ class CaseEvent(models.Model):
         HOLD_PLACED = "hold_placed", "Legal hold placed"
         HOLD_RELEASED = "hold_released", "Legal hold released"
         LEGAL_HANDOFF = "legal_handoff", "Handed to legal"
+        DELIVERY_RETRIED = "delivery_retried", "Delivery to the platform retried"
         # A legal freeze (legal.freeze): the account frozen, its records asked for, held.
         ACCOUNT_FROZEN = "account_frozen", "Account frozen (legal freeze)"
         FREEZE_LIFTED = "freeze_lifted", "Account freeze lifted"
@@ -374,7 +375,7 @@ class Decision(models.Model):
 
 
 class EnforcementAction(WebhookDelivery):
-    """An action a decision prescribes, delivered to the platform's webhook (cases/webhooks.py).
+    """An action a decision prescribes, delivered to the platform's webhook (deliveries/outbox.py).
 
     pending -> sent (the platform answered 2xx) -> confirmed (its answer said it carried the
     action out); failed when it could not be delivered for BAKKME_WEBHOOK_GIVE_UP_HOURS.

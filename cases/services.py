@@ -20,10 +20,11 @@ from bakkme_safety import policy
 from bakkme_safety.roles import ESCALATION_ROLES, Role
 from core.bulk import update_rows
 from core.history import copy_to_history
+from deliveries import outbox
 from reports import acknowledgments
 from staff import exposure
 
-from . import signals, sla_engine, webhooks
+from . import signals, sla_engine
 from .models import (
     ACCEPTS_REPORTS_STATES,
     Case,
@@ -360,7 +361,7 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
     """Record a decision and create the enforcement actions the policy prescribes (§6.2).
 
     The actions are created pending and delivered to the platform's webhook after commit
-    (cases/webhooks.py); reporters who left a contact get a "decided" acknowledgment.
+    (deliveries/outbox.py); reporters who left a contact get a "decided" acknowledgment.
     """
     with transaction.atomic():
         case = _lock(case)
@@ -422,7 +423,7 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
 
             list_banned_account(case)  # README "Detection": the ban-evasion list
         # The reporters hear the outcome; the actions and the acknowledgments go to the platform
-        # once this has committed (cases/webhooks.py).
+        # once this has committed (deliveries/outbox.py).
         acknowledgments.acknowledge_decision(case, record.violation)
         if record.violation in settings.BAKKME_INTERNAL_BANK_VIOLATIONS:
             from reports.hashbanks import bank_case_evidence
@@ -431,7 +432,7 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
             record_event(
                 case, CaseEvent.Type.NOTE_ADDED, actor, text=f"{added} hashes added to the bank."
             )
-        transaction.on_commit(webhooks.queue_delivery, robust=True)
+        transaction.on_commit(outbox.queue_delivery, robust=True)
     return record
 
 
@@ -583,6 +584,21 @@ def tick_checklist_item(case: Case, item: str, *, actor) -> EmergencyChecklistIt
     return step
 
 
+def retry_delivery(action: EnforcementAction, *, actor) -> bool:
+    """The CSO sends a failed action to the platform again (after the platform's outage or a
+    fixed secret): it is pending for another BAKKME_WEBHOOK_GIVE_UP_HOURS, with who did it on
+    the case's timeline. False when it was not failed (nothing changes)."""
+    if not (actor.is_superuser or actor.groups.filter(name=Role.CHILD_SAFETY_OFFICER).exists()):
+        raise PermissionDenied("Only the Child Safety Officer sends failed actions again.")
+    with transaction.atomic():
+        if not outbox.requeue(action):
+            return False
+        record_event(
+            action.case, CaseEvent.Type.DELIVERY_RETRIED, actor, action=action.pk, type=action.type
+        )
+    return True
+
+
 def complete_actions(case: Case, action_type: str, *, actor) -> int:
     """The back office carried out the case's pending actions of this type itself (a
     CyberTipline report filed, a law-enforcement referral made): mark them done, in their
@@ -665,7 +681,7 @@ def apply_csam_hash_match(item, matches) -> list[EnforcementAction]:
         # The CyberTipline draft, the grant and legal on shift told: legal/receivers.py.
         signals.csam_hash_matched.send(sender=Case, case=case, item=item, matches=matches)
         if created:
-            transaction.on_commit(webhooks.queue_delivery, robust=True)
+            transaction.on_commit(outbox.queue_delivery, robust=True)
     return created
 
 
@@ -784,4 +800,4 @@ def _undo_automatic(case, automatic, actor, detection, content_id: str, now) -> 
         type=undo.type,
         detection=detection.pk,
     )
-    transaction.on_commit(webhooks.queue_delivery, robust=True)
+    transaction.on_commit(outbox.queue_delivery, robust=True)

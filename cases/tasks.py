@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from staff.services import deliver_emails
 
-from . import sla_engine, webhooks
+from . import sla_engine
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,3 @@ def emergency_protocol() -> list[int]:
     ids = sla_engine.start_emergencies(now)
     deliver_emails(now)
     return ids
-
-
-def deliver_webhooks() -> dict:
-    """Send the due enforcement actions and reporter acknowledgments to the platform (every
-    BAKKME_WEBHOOK_SCHEDULE_MINUTES, and queued after a decision); then the alerts' e-mails."""
-    now = timezone.now()
-    result = webhooks.deliver_due().as_dict()
-    if result["failed"]:
-        deliver_emails(now)
-    log.info("Webhook deliveries: %s", result)
-    return result

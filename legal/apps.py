@@ -6,16 +6,13 @@ class LegalConfig(AppConfig):
     verbose_name = "Legal: NCMEC and law enforcement"
 
     def ready(self):
-        from . import receivers
+        # Loaded here, not at the top: they import models (the app registry must be ready).
+        from deliveries.outbox import register_kind  # noqa: PLC0415
+
+        from . import receivers  # noqa: PLC0415
+        from .freeze import RECORDS_REQUESTS  # noqa: PLC0415
 
         receivers.connect()
-        self._register_deliveries()
-
-    def _register_deliveries(self):
         # A freeze's request for an account's records goes to the platform's webhook like the
-        # enforcement actions (cases.webhooks delivers it; cases never imports legal).
-        from cases import webhooks
-
-        from .freeze import RECORDS_REQUESTS
-
-        webhooks.register_kind(RECORDS_REQUESTS)
+        # enforcement actions (the outbox delivers it; it never imports legal).
+        register_kind(RECORDS_REQUESTS)

@@ -3,7 +3,7 @@
 freeze_account() is one action on a case, in one transaction:
 
 1. an enforcement action `freeze_account` for the platform: the account becomes inaccessible,
-   nothing is deleted, the subject is not told (delivered like every action, cases/webhooks.py);
+   nothing is deleted, the subject is not told (delivered like every action, deliveries/outbox.py);
 2. a request for the account's records over a period (IP addresses, device identifiers,
    communication logs): a PreservationRequest, delivered to the platform's webhook as its own
    kind, "account_records_request" (RECORDS_REQUESTS, registered in LegalConfig.ready);
@@ -27,9 +27,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bakkme_safety.policy import ActionType
-from cases import webhooks
 from cases.models import Case, CaseEvent, EnforcementAction
 from cases.services import record_event
+from deliveries.outbox import DeliveryKind, due, queue_delivery, requeue
 from evidence import holds
 from evidence.models import LegalHold
 
@@ -171,7 +171,7 @@ def freeze_account(
             records=request.record_types,
             reason=reason,
         )
-        transaction.on_commit(webhooks.queue_delivery, robust=True)
+        transaction.on_commit(queue_delivery, robust=True)
     return request
 
 
@@ -188,6 +188,19 @@ def _cancel_unsent(action: EnforcementAction | None, now: datetime) -> bool:
         .filter(Q(in_flight_until__isnull=True) | Q(in_flight_until__lte=now))
         .update(status=EnforcementAction.Status.CANCELLED)
     )
+
+
+def retry_records_request(request: PreservationRequest, *, actor) -> bool:
+    """Send a failed records request to the platform again, with who did it on the case's
+    timeline. False when it was not failed."""
+    if not actor.has_perm(FREEZE_PERMISSION):
+        raise PermissionDenied("You may not send legal freeze requests.")
+    with transaction.atomic():
+        if not requeue(request):
+            return False
+        record_event(request.case, CaseEvent.Type.DELIVERY_RETRIED, actor,
+                     records_request=request.pk)  # fmt: skip
+    return True
 
 
 def lift_freeze(case: Case, *, actor, reason: str) -> PreservationRequest:
@@ -245,7 +258,7 @@ def lift_freeze(case: Case, *, actor, reason: str) -> PreservationRequest:
             reason=reason,
             **({"text": note} if note else {}),
         )
-        transaction.on_commit(webhooks.queue_delivery, robust=True)
+        transaction.on_commit(queue_delivery, robust=True)
     return request
 
 
@@ -275,24 +288,18 @@ def records_request_payload(request: PreservationRequest) -> dict:
 
 
 def due_records_requests(now: datetime):
-    return (
-        PreservationRequest.objects.filter(status=PreservationRequest.Status.PENDING)
-        .filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
-            Q(in_flight_until__isnull=True) | Q(in_flight_until__lte=now),
-        )
-        .order_by("requested_at", "pk")
-    )
+    return due(PreservationRequest.objects.all(), now).order_by("requested_at", "pk")
 
 
-RECORDS_REQUESTS = webhooks.DeliveryKind(
-    PreservationRequest,
-    due_records_requests,
-    records_request_payload,
-    records_request_key,
-    (),
-    lambda r: r.case_id,
+RECORDS_REQUESTS = DeliveryKind(
+    name="account_records_request",
+    model=PreservationRequest,
+    due=due_records_requests,
+    payload=records_request_payload,
+    key=records_request_key,
+    case_id=lambda request: request.case_id,
     waiting=lambda: PreservationRequest.objects.filter(status=PreservationRequest.Status.PENDING),
     # The platform's "done" means it received the request; the records are the answer.
     confirmed_status=PreservationRequest.Status.SENT,
+    order=10,
 )

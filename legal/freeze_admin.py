@@ -17,7 +17,6 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
-from cases.webhooks import retry_now
 from core.admin import ReadOnlyAdminMixin
 
 from . import freeze
@@ -142,9 +141,8 @@ class PreservationRequestAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleH
 
     @admin.action(description="Send the failed requests again", permissions=["send_again"])
     def send_again(self, request, queryset):
-        sent = sum(
-            retry_now(row) for row in queryset.filter(status=PreservationRequest.Status.FAILED)
-        )
+        failed = queryset.filter(status=PreservationRequest.Status.FAILED)
+        sent = sum(freeze.retry_records_request(row, actor=request.user) for row in failed)
         self.message_user(request, f"{sent} request(s) queued again.")
 
     # --- The freeze page of a case ---------------------------------------------------------------

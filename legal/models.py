@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from bakkme_safety.webhooks import DELIVERY_FIELDS, WebhookDelivery
 from core.history import audit_history
+from deliveries.models import DELIVERY_FIELDS, WebhookDelivery
 
 
 class CyberTiplineReport(models.Model):

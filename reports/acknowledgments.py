@@ -4,12 +4,16 @@ A report whose reporter left a contact and did not report anonymously gets a "re
 acknowledgment when it is stored, and a "decided" one (action taken / no violation) when its
 case is decided. Anonymous reports get none. The acknowledgment names the reporter and the
 report only: nothing about the reported party, and no enforcement payload names the reporter.
-Delivery is cases/webhooks.py.
+Delivery is the outbox's (deliveries/outbox.py): ACKNOWLEDGMENTS is their kind, registered in
+ReportsConfig.ready.
 """
+
+from datetime import datetime
 
 from django.db import transaction
 
 from bakkme_safety.policy import Violation
+from deliveries.outbox import DeliveryKind, due, queue_delivery
 
 from .models import Acknowledgment, Report
 
@@ -65,6 +69,48 @@ def acknowledge_decision(case, violation: str) -> int:
 
 
 def _queue_delivery() -> None:
-    from cases.webhooks import queue_delivery
-
     transaction.on_commit(queue_delivery, robust=True)
+
+
+# --- Their delivery ---------------------------------------------------------------------------
+
+
+def due_acknowledgments(now: datetime):
+    return due(Acknowledgment.objects.all(), now).order_by("created_at", "pk")
+
+
+def acknowledgment_idempotency_key(ack: Acknowledgment) -> str:
+    return f"bakkme-ack-{ack.pk}"
+
+
+def acknowledgment_payload(ack: Acknowledgment) -> dict:
+    """What the platform passes on to a reporter: never anything about the reported party."""
+    report = ack.report
+    return {
+        "type": "reporter_acknowledgment",
+        "acknowledgment": {
+            "id": ack.pk,
+            "kind": ack.kind,
+            "outcome": ack.outcome or None,
+            "report": {"id": report.pk, "idempotency_key": report.idempotency_key},
+            "reporter": {
+                "platform_id": report.reporter_platform_id,
+                "contact": report.reporter_contact,
+            },
+            "created_at": ack.created_at.isoformat(),
+        },
+        "idempotency_key": acknowledgment_idempotency_key(ack),
+    }
+
+
+ACKNOWLEDGMENTS = DeliveryKind(
+    name="reporter_acknowledgment",
+    model=Acknowledgment,
+    due=due_acknowledgments,
+    payload=acknowledgment_payload,
+    key=acknowledgment_idempotency_key,
+    case_id=lambda ack: ack.report.case_id,
+    waiting=lambda: Acknowledgment.objects.filter(status="pending"),
+    related=("report",),
+    order=20,
+)

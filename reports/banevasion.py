@@ -112,7 +112,7 @@ def check_events(events: list[AccountEvent]) -> list:
     """New account_created and login events against the list: one query for the batch."""
     from cases.models import Case, CaseEvent, EnforcementAction
     from cases.services import attach_reports, record_event
-    from cases.webhooks import queue_delivery
+    from deliveries.outbox import queue_delivery
 
     of_event = {
         e.pk: identifiers_of(e.identifiers or {})

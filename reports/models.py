@@ -5,8 +5,8 @@ from django.conf import settings
 from django.db import models
 
 from bakkme_safety.policy import AgeBand, Category, Source, Surface
-from bakkme_safety.webhooks import WebhookDelivery
 from core.history import audit_history
+from deliveries.models import WebhookDelivery
 
 
 def hash_token(token: str) -> str:
@@ -111,7 +111,7 @@ class Report(models.Model):
 
 
 class Acknowledgment(WebhookDelivery):
-    """A message to a reporter, sent through the platform's webhook (cases/webhooks.py).
+    """A message to a reporter, sent through the platform's webhook (deliveries/outbox.py).
 
     "received" when the report is stored, "decided" (with the outcome) when its case is decided.
     Only for a reporter who is not anonymous and can be reached (a contact or a platform id).

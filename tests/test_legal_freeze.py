@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from cases import services, webhooks
+from cases import services
 from cases.models import CaseEvent, EnforcementAction
 from cases.services import DecisionInput
+from deliveries import outbox
 from evidence import holds, vault
 from evidence.access import grant
 from evidence.models import CustodyEvent, EvidenceItem, EvidenceKind, LegalHold
@@ -189,9 +190,9 @@ def test_the_platform_gets_the_freeze_and_the_request_signed_and_nothing_of_why(
         actor=senior,
     )
     request = do_freeze(case, granted)
-    webhooks.deliver_due()
+    outbox.deliver_due()
     freeze.lift_freeze(case, actor=granted, reason=LIFT_REASON)
-    webhooks.deliver_due()
+    outbox.deliver_due()
 
     sent = [json.loads(c["body"]) for c in platform.calls]
     assert [p["action"]["type"] for p in sent if p["type"] == "enforcement_action"] == [
@@ -226,10 +227,10 @@ def test_the_platform_gets_the_freeze_and_the_request_signed_and_nothing_of_why(
 
 def test_lifting_sends_unfreeze_with_the_reason_only_in_the_timeline(platform, case, granted):
     request = do_freeze(case, granted)
-    webhooks.deliver_due()
+    outbox.deliver_due()
 
     freeze.lift_freeze(case, actor=granted, reason=LIFT_REASON)
-    webhooks.deliver_due()
+    outbox.deliver_due()
 
     unfreeze = [
         c for c in platform.calls if b'"unfreeze_account"' in c["body"]
@@ -247,7 +248,7 @@ def test_lifting_a_freeze_that_never_reached_the_platform_cancels_it(platform, c
     request = do_freeze(case, granted)
 
     freeze.lift_freeze(case, actor=granted, reason=LIFT_REASON)
-    webhooks.deliver_due()
+    outbox.deliver_due()
 
     request.refresh_from_db()
     assert request.freeze_action.status == "cancelled" and request.unfreeze_action is None
@@ -259,7 +260,7 @@ def test_without_a_webhook_the_request_waits_and_is_counted(case, granted, setti
     settings.BAKKME_PLATFORM_WEBHOOK_URL = ""
     do_freeze(case, granted)
 
-    result = webhooks.deliver_due()
+    result = outbox.deliver_due()
 
     assert result.waiting == 2  # the freeze and the request for records
 

@@ -21,9 +21,11 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from cases import services, webhooks
+from cases import outbox as action_outbox
+from cases import services
 from cases.models import EnforcementAction
 from cases.services import DecisionInput
+from deliveries import outbox
 from evidence import crypto, vault
 from evidence.checks import master_key_opens_the_vault
 from evidence.models import EvidenceItem, EvidencePackage
@@ -87,7 +89,7 @@ def slow_platform(settings):
 
 
 def pending_deliveries() -> int:
-    return webhooks.deliverable_actions().filter(status="pending").count()
+    return action_outbox.deliverable_actions().filter(status="pending").count()
 
 
 def keep_delivering(errors: list, start: threading.Barrier, deadline: float) -> None:
@@ -96,7 +98,7 @@ def keep_delivering(errors: list, start: threading.Barrier, deadline: float) -> 
     try:
         start.wait()
         while pending_deliveries() and time.monotonic() < deadline:
-            webhooks.deliver_due()
+            outbox.deliver_due()
             time.sleep(0.05)
     except Exception as exc:  # reported by the test
         errors.append(exc)
@@ -117,7 +119,8 @@ def test_a_slow_platform_gets_each_delivery_once_from_two_runs_at_once(
             case, DecisionInput(violation="grooming", rationale="placeholder"), actor=senior
         )
     expected = {
-        webhooks.action_idempotency_key(action) for action in webhooks.deliverable_actions()
+        action_outbox.action_idempotency_key(action)
+        for action in action_outbox.deliverable_actions()
     }
     assert len(expected) == 6
     settings.BAKKME_PLATFORM_WEBHOOK_URL = url
@@ -134,9 +137,9 @@ def test_a_slow_platform_gets_each_delivery_once_from_two_runs_at_once(
 
     assert errors == []
     assert dict(platform.calls) == dict.fromkeys(expected, 1)
-    statuses = webhooks.deliverable_actions().values_list("status", flat=True)
+    statuses = action_outbox.deliverable_actions().values_list("status", flat=True)
     assert set(statuses) == {EnforcementAction.Status.SENT}
-    assert set(webhooks.deliverable_actions().values_list("attempts", flat=True)) == {1}
+    assert set(action_outbox.deliverable_actions().values_list("attempts", flat=True)) == {1}
 
 
 # --- Finding 7: a wrong evidence key stops every process ---------------------------------------

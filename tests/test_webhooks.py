@@ -1,5 +1,5 @@
 """Signed platform webhooks: enforcement actions and reporter acknowledgments, delivered by
-cases.webhooks against a local HTTP server that plays the platform."""
+the outbox (deliveries/outbox.py) against a local HTTP server that plays the platform."""
 
 import hashlib
 import hmac
@@ -14,10 +14,11 @@ import time_machine
 from django.db import connection
 from django_q.models import Schedule
 
-from bakkme_safety.webhooks import verify_signature
-from cases import services, webhooks
+from cases import services
 from cases.models import Case, EnforcementAction
 from cases.services import DecisionInput
+from deliveries import outbox
+from deliveries.signing import verify_signature
 from reports.models import Acknowledgment
 from staff.models import Notification
 
@@ -114,7 +115,7 @@ def decide(case, senior, violation="grooming", **extra):
 
 
 def deliver():
-    return webhooks.deliver_due().as_dict()
+    return outbox.deliver_due().as_dict()
 
 
 # --- Signature, payload, answers ----------------------------------------------------------------
@@ -307,7 +308,7 @@ def test_two_runs_at_once_deliver_each_action_once(platform, senior, settings):
     def run():
         try:
             barrier.wait()
-            results.append(webhooks.deliver_due().as_dict())
+            results.append(outbox.deliver_due().as_dict())
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
@@ -435,7 +436,7 @@ def test_no_enforcement_payload_carries_anything_about_the_reporter(platform, cl
 
 def test_the_delivery_runs_every_minute_from_a_schedule(settings):
     schedule = Schedule.objects.get(name="platform-webhooks")
-    assert schedule.func == "cases.tasks.deliver_webhooks"
+    assert schedule.func == "deliveries.tasks.deliver"
     assert schedule.minutes == settings.BAKKME_WEBHOOK_SCHEDULE_MINUTES
 
 
@@ -453,6 +454,21 @@ def test_the_cso_can_send_a_failed_action_again(platform, clock, senior, cso, cl
     assert response.status_code == 302
     action.refresh_from_db()
     assert (action.status, action.first_attempt_at) == ("pending", None)
+    # An action of a person: on the case's timeline with who did it.
+    retried = action.case.events.get(type="delivery_retried")
+    assert (retried.actor, retried.payload["action"]) == (cso, action.pk)
     deliver()
     action.refresh_from_db()
     assert action.status == "sent" and action.attempts == 31
+
+
+def test_only_the_cso_sends_failed_actions_again(senior):
+    from django.core.exceptions import PermissionDenied
+
+    decide(quiet_report(category="grooming").case, senior, "sexualizing_minors", severity="low")
+    action = EnforcementAction.objects.get(type="warn")
+    EnforcementAction.objects.filter(pk=action.pk).update(status="failed")
+    with pytest.raises(PermissionDenied):
+        services.retry_delivery(action, actor=senior)
+    action.refresh_from_db()
+    assert action.status == "failed"

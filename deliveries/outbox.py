@@ -1,6 +1,9 @@
-"""Delivering enforcement actions and reporter acknowledgments to the platform's webhook.
+"""The outbox: everything the back office sends to the platform's webhook, delivered by runs.
 
-deliver_due() is one run (the django-q2 task cases.tasks.deliver_webhooks, every
+The apps register their kinds (register_kind, in their AppConfig.ready): the enforcement actions
+(cases/outbox.py), the reporter acknowledgments (reports/acknowledgments.py), a legal freeze's
+request for an account's records (legal/freeze.py). deliver_due() is one run (the django-q2 task
+deliveries.tasks.deliver, every
 BAKKME_WEBHOOK_SCHEDULE_MINUTES and queued after a decision or an intake creates something to
 send). A run, for each kind, until BAKKME_WEBHOOK_BATCH rows or nothing is due:
 
@@ -20,32 +23,31 @@ send). A run, for each kind, until BAKKME_WEBHOOK_BATCH rows or nothing is due:
    else -> retried after an exponential backoff, and failed once BAKKME_WEBHOOK_GIVE_UP_HOURS
    have passed since the first attempt; the CSO is then alerted.
 
-Enforcement actions go before acknowledgments, and both before the kinds the apps above
-register with register_kind() (legal: a freeze's request for an account's records); among
-actions, removals, suspensions and freezes on P0 and CSAM cases go first, then the oldest.
+Kinds go in the order of their `order` (enforcement actions first, then the records requests,
+then acknowledgments); each kind's `due` orders its own rows (actions: removals, suspensions and
+freezes on P0 and CSAM cases first, then the oldest).
 Without a URL and a secret, nothing is claimed: the deliveries wait, and the run says how many.
 
-The reported party never learns who reported: an enforcement payload names the action's
-account and content only; an acknowledgment payload names the reporter and the report only.
+What a payload holds is its kind's business (the reported party never learns who reported;
+a records request never says why).
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from bakkme_safety import webhooks
 from bakkme_safety.roles import Role
-from reports.models import Acknowledgment
 from staff import services as staff
 from staff.models import Notification
 
-from .models import EnforcementAction
+from . import http, signing
 
 log = logging.getLogger(__name__)
 
@@ -67,152 +69,50 @@ class DeliveryResult:
         return result
 
 
-# --- What is due, in which order ----------------------------------------------------------------
-
-
-def _due(qs, now: datetime):
+def due(qs: QuerySet, now: datetime) -> QuerySet:
+    """The rows of `qs` due now: pending, not waiting for a retry, not leased to a live run."""
     return qs.filter(status="pending").filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
         Q(in_flight_until__isnull=True) | Q(in_flight_until__lte=now),
     )
 
 
-def deliverable_actions():
-    """The actions the platform carries out (not the back office's own: CyberTipline, police)."""
-    return EnforcementAction.objects.filter(type__in=settings.BAKKME_WEBHOOK_ACTION_TYPES)
+@dataclass(frozen=True)
+class DeliveryKind:
+    """One kind of thing sent to the platform's webhook: rows of a WebhookDelivery model with a
+    `status` (pending while due). `due(now)` gives the rows due, in order; `waiting()` the
+    pending rows (counted when no webhook is configured); `payload(row)` the JSON body;
+    `key(row)` the idempotency key (stable across retries); `case_id(row)` the case a failure
+    is reported under. A 2xx answer whose JSON "status" confirms the delivery sets
+    `confirmed_status` ("sent" for a kind that has no confirmed state)."""
+
+    name: str
+    model: type
+    due: Callable[[datetime], QuerySet]
+    payload: Callable[[object], dict]
+    key: Callable[[object], str]
+    case_id: Callable[[object], int | None]
+    waiting: Callable[[], QuerySet]
+    related: tuple = ()
+    confirmed_status: str = "confirmed"
+    order: int = 100
 
 
-def urgency():
-    """0 for removals and suspensions on P0 and CSAM cases, 1 for the rest."""
-    urgent_case = (
-        Q(case__priority__in=settings.BAKKME_WEBHOOK_URGENT_PRIORITIES)
-        | Q(case__category__in=settings.BAKKME_WEBHOOK_URGENT_CATEGORIES)
-        | Q(decision__violation__in=settings.BAKKME_WEBHOOK_URGENT_VIOLATIONS)
-    )
-    return models.Case(
-        models.When(Q(type__in=settings.BAKKME_WEBHOOK_URGENT_ACTION_TYPES) & urgent_case, then=0),
-        default=1,
-        output_field=models.IntegerField(),
-    )
+_KINDS: dict[str, DeliveryKind] = {}
 
 
-def due_actions(now: datetime):
-    return (
-        _due(deliverable_actions(), now)
-        .annotate(urgency=urgency())
-        .order_by("urgency", "created_at", "pk")
-    )
+def register_kind(kind: DeliveryKind) -> None:
+    """Deliver `kind` too (once per name; an app registers its kinds in AppConfig.ready)."""
+    _KINDS.setdefault(kind.name, kind)
 
 
-def due_acknowledgments(now: datetime):
-    return _due(Acknowledgment.objects.all(), now).order_by("created_at", "pk")
+def kinds() -> list[DeliveryKind]:
+    return sorted(_KINDS.values(), key=lambda kind: kind.order)
 
 
 def waiting_count() -> int:
     """Deliveries not yet sent (shown when no webhook is configured)."""
-    return sum(kind.waiting().count() for kind in kinds() if kind.waiting is not None)
-
-
-# --- Payloads -----------------------------------------------------------------------------------
-
-
-def action_idempotency_key(action: EnforcementAction) -> str:
-    return f"bakkme-action-{action.pk}"
-
-
-def acknowledgment_idempotency_key(ack: Acknowledgment) -> str:
-    return f"bakkme-ack-{ack.pk}"
-
-
-def action_payload(action: EnforcementAction) -> dict:
-    """What the platform gets for an action: never anything about the reporter."""
-    return {
-        "type": "enforcement_action",
-        "action": {
-            "id": action.pk,
-            "type": action.type,
-            "account_platform_id": action.account_platform_id,
-            "content_platform_id": action.content_platform_id,
-            "restricted_feature": action.restricted_feature,
-            "case": action.case_id,
-            "created_at": action.created_at.isoformat(),
-        },
-        "idempotency_key": action_idempotency_key(action),
-    }
-
-
-def acknowledgment_payload(ack: Acknowledgment) -> dict:
-    """What the platform passes on to a reporter: never anything about the reported party."""
-    report = ack.report
-    return {
-        "type": "reporter_acknowledgment",
-        "acknowledgment": {
-            "id": ack.pk,
-            "kind": ack.kind,
-            "outcome": ack.outcome or None,
-            "report": {"id": report.pk, "idempotency_key": report.idempotency_key},
-            "reporter": {
-                "platform_id": report.reporter_platform_id,
-                "contact": report.reporter_contact,
-            },
-            "created_at": ack.created_at.isoformat(),
-        },
-        "idempotency_key": acknowledgment_idempotency_key(ack),
-    }
-
-
-@dataclass
-class DeliveryKind:
-    """One kind of thing sent to the platform's webhook: rows of a WebhookDelivery model with a
-    `status` (pending while due), delivered by the runs below. `due(now)` gives the rows due, in
-    order; `waiting()` the pending rows (counted when no webhook is configured). A 2xx answer
-    whose JSON "status" confirms the delivery sets `confirmed_status` ("sent" for a kind that
-    has no confirmed state)."""
-
-    model: type
-    due: object
-    payload: object
-    key: object
-    related: tuple
-    case_id: object
-    waiting: object = None
-    confirmed_status: str = "confirmed"
-
-
-_Kind = DeliveryKind
-
-ACTIONS = DeliveryKind(
-    EnforcementAction,
-    due_actions,
-    action_payload,
-    action_idempotency_key,
-    (),
-    lambda a: a.case_id,
-    waiting=lambda: deliverable_actions().filter(status="pending"),
-)
-ACKNOWLEDGMENTS = DeliveryKind(
-    Acknowledgment,
-    due_acknowledgments,
-    acknowledgment_payload,
-    acknowledgment_idempotency_key,
-    ("report",),
-    lambda a: a.report.case_id,
-    waiting=lambda: Acknowledgment.objects.filter(status="pending"),
-)
-
-# The kinds a run delivers, in this order: enforcement actions first, then acknowledgments, then
-# the kinds the apps above register (in their AppConfig.ready: cases never imports them).
-_KINDS: list[DeliveryKind] = [ACTIONS, ACKNOWLEDGMENTS]
-
-
-def register_kind(kind: DeliveryKind) -> None:
-    """Deliver `kind` too, after the kinds registered before it; once per model."""
-    if all(known.model is not kind.model for known in _KINDS):
-        _KINDS.append(kind)
-
-
-def kinds() -> tuple[DeliveryKind, ...]:
-    return tuple(_KINDS)
+    return sum(kind.waiting().count() for kind in kinds())
 
 
 # --- One run ------------------------------------------------------------------------------------
@@ -221,7 +121,7 @@ def kinds() -> tuple[DeliveryKind, ...]:
 def deliver_due() -> DeliveryResult:
     """Send what is due (see the module's docstring); safe to run twice, and at once."""
     result = DeliveryResult()
-    if not webhooks.configured():
+    if not signing.configured():
         result.waiting = waiting_count()
         if result.waiting:
             log.warning(
@@ -260,7 +160,7 @@ def claim_size() -> int:
     return max(int(lease_length().total_seconds() // timeout), 1)
 
 
-def _claim(kind: _Kind, limit: int) -> list:
+def _claim(kind: DeliveryKind, limit: int) -> list:
     """Lease up to `limit` due rows to this run, in order; the lease value is the run's token."""
     now = timezone.now()
     lease = now + lease_length()
@@ -273,7 +173,7 @@ def _claim(kind: _Kind, limit: int) -> list:
         if not ids:
             return []
         # Re-checked in the UPDATE itself: a row another run leased meanwhile is not taken.
-        _due(kind.model.objects.filter(pk__in=ids), now).update(in_flight_until=lease)
+        due(kind.model.objects.filter(pk__in=ids), now).update(in_flight_until=lease)
         rows = {
             row.pk: row
             for row in kind.model.objects.filter(pk__in=ids, in_flight_until=lease).select_related(
@@ -283,7 +183,7 @@ def _claim(kind: _Kind, limit: int) -> list:
     return [rows[pk] for pk in ids if pk in rows]
 
 
-def _renew(kind: _Kind, row) -> datetime | None:
+def _renew(kind: DeliveryKind, row) -> datetime | None:
     """Renew this run's lease on the row right before its call and count the attempt; only
     while the row still holds that lease and the lease has not run out by the clock now.
     Returns the time of the attempt, or None when the lease was lost (the row is not called:
@@ -309,16 +209,16 @@ def _renew(kind: _Kind, row) -> datetime | None:
     return now
 
 
-def _send(kind: _Kind, row, result: DeliveryResult) -> None:
+def _send(kind: DeliveryKind, row, result: DeliveryResult) -> None:
     attempted_at = _renew(kind, row)
     if attempted_at is None:
         result.lease_lost += 1
         return
-    body = webhooks.encode(kind.payload(row))
-    headers = webhooks.signed_headers(
+    body = signing.encode(kind.payload(row))
+    headers = signing.signed_headers(
         settings.BAKKME_PLATFORM_WEBHOOK_SECRET, body, kind.key(row), attempted_at
     )
-    answer = webhooks.post(settings.BAKKME_PLATFORM_WEBHOOK_URL, body, headers)
+    answer = http.post(settings.BAKKME_PLATFORM_WEBHOOK_URL, body, headers)
     now = timezone.now()
     fields = {
         "in_flight_until": None,
@@ -341,7 +241,7 @@ def _send(kind: _Kind, row, result: DeliveryResult) -> None:
             outcome = "failed"
         else:
             # The last retry is at the deadline itself: 24 hours of trying, not a little less.
-            fields["next_attempt_at"] = min(now + webhooks.retry_delay(row.attempts), deadline)
+            fields["next_attempt_at"] = min(now + http.retry_delay(row.attempts), deadline)
             outcome = "retrying"
         log.warning(
             "Webhook delivery %s failed (attempt %s): %s %s",
@@ -367,19 +267,15 @@ def alert_failures(case_ids: list[int], now: datetime) -> list[Notification]:
     return staff.notify(Notification.Kind.WEBHOOK_FAILED, recipients, now)
 
 
-def retry_now(row, now: datetime | None = None) -> bool:
-    """A failed delivery goes back to pending for another BAKKME_WEBHOOK_GIVE_UP_HOURS
-    (the CSO, after the platform's outage or a fixed secret); queued at once."""
+def requeue(row, now: datetime | None = None) -> bool:
+    """A failed delivery goes back to pending for another BAKKME_WEBHOOK_GIVE_UP_HOURS and a run
+    is queued once this commits. The apps' actions call this (with an actor, and an event of
+    their own: cases.services.retry_delivery, legal.freeze.retry_records_request)."""
     now = now or timezone.now()
     updated = (
         type(row)
         .objects.filter(pk=row.pk, status="failed")
-        .update(
-            status="pending",
-            next_attempt_at=now,
-            first_attempt_at=None,
-            in_flight_until=None,
-        )
+        .update(status="pending", next_attempt_at=now, first_attempt_at=None, in_flight_until=None)
     )
     if updated:
         transaction.on_commit(queue_delivery, robust=True)
@@ -389,6 +285,6 @@ def retry_now(row, now: datetime | None = None) -> bool:
 def queue_delivery() -> None:
     """Queue a run now (after a decision or an intake committed), rather than at the next
     scheduled one."""
-    from django_q.tasks import async_task
+    from django_q.tasks import async_task  # noqa: PLC0415  (django-q2 needs the app registry)
 
-    async_task("cases.tasks.deliver_webhooks")
+    async_task("deliveries.tasks.deliver")
