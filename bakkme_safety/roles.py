@@ -62,29 +62,29 @@ _LEGAL_DOMAIN = [
     "legal.view_preservationrequest",
     "legal.freeze_account",
 ]
-# The hash banks (reports.matching): entries added and corrected, matches read.
+# The hash banks (detection.matching): entries added and corrected, matches read.
 _HASH_BANKS = [
-    "reports.view_hashbank",
-    "reports.add_hashbank",
-    "reports.change_hashbank",
-    "reports.view_hashentry",
-    "reports.add_hashentry",
-    "reports.change_hashentry",
-    "reports.view_hashmatch",
+    "detection.view_hashbank",
+    "detection.add_hashbank",
+    "detection.change_hashbank",
+    "detection.view_hashentry",
+    "detection.add_hashentry",
+    "detection.change_hashentry",
+    "detection.view_hashmatch",
 ]
-# Detections reviewed, the lexicon and the blocked links edited (reports.textsignals).
+# Detections reviewed, the lexicon and the blocked links edited (detection.textsignals).
 _DETECTIONS = [
-    "reports.view_detection",
-    "reports.review_detection",
-    "reports.view_lexiconterm",
-    "reports.add_lexiconterm",
-    "reports.change_lexiconterm",
-    "reports.view_blockedlink",
-    "reports.add_blockedlink",
-    "reports.change_blockedlink",
+    "detection.view_detection",
+    "detection.review_detection",
+    "detection.view_lexiconterm",
+    "detection.add_lexiconterm",
+    "detection.change_lexiconterm",
+    "detection.view_blockedlink",
+    "detection.add_blockedlink",
+    "detection.change_blockedlink",
     # What the behaviour rules and the ban-evasion checks read (reports.events, .banevasion).
     "reports.view_accountevent",
-    "reports.view_banevasionidentifier",
+    "detection.view_banevasionidentifier",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "bakkme_safety",
     "deliveries",
     "reports",
+    "detection",
     "cases",
     "staff",
     "evidence",

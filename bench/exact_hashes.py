@@ -1,4 +1,4 @@
-r"""Benchmark: the exact-hash lookup (MD5 / SHA-256) of reports.matching.match_hashes against
+r"""Benchmark: the exact-hash lookup (MD5 / SHA-256) of detection.matching.match_hashes against
 hash banks of 1,000,000 MD5 and 1,000,000 SHA-256 entries: median and p99 time, SQL queries
 per lookup, and the lookup query's plan.
 
@@ -87,7 +87,7 @@ def fill(size: int) -> float:
     """Empty the banks and COPY in the entries; VACUUM ANALYZE. Returns the seconds taken."""
     from django.db import connection
 
-    from reports.models import HashBank
+    from detection.models import HashBank
 
     started = time.perf_counter()
     now = datetime.now(UTC)
@@ -125,7 +125,7 @@ def table_sizes() -> dict[str, int]:
 
 
 def lookup(file: int):
-    from reports.matching import match_hashes
+    from detection.matching import match_hashes
 
     return match_hashes(md5=md5_of(file), sha256=sha256_of(file))
 
@@ -271,7 +271,7 @@ def write_results(figures: dict) -> None:
             f" (untimed), then VACUUM ANALYZE; table {tables['table'] / 2**20:.0f} MiB, indexes:"
             f" {indexes}. {len(times['hit']) + len(times['miss']):,} lookups after {WARM_UP}"
             " warm-up ones, one after another: each is"
-            " `reports.matching.match_hashes(md5=..., sha256=...)` with a file's two hashes, as"
+            " `detection.matching.match_hashes(md5=..., sha256=...)` with a file's two hashes, as"
             " at ingest; half the files are banked (by MD5, SHA-256 or both), half not. Every"
             " answer was checked: each banked file returned its entries, each other file none.",
             "",

@@ -71,7 +71,7 @@ def main() -> int:
     from threatexchange.signal_type.pdq.pdq_index import PDQIndex as TxMultiHash
     from threatexchange.signal_type.pdq.pdq_index2 import PDQIndex2 as TxFlat
 
-    from reports.matching import PDQIndex
+    from detection.matching import PDQIndex
 
     faiss.omp_set_num_threads(1)  # one request, one core: as a worker answers
     rng = np.random.default_rng(1)
@@ -91,7 +91,7 @@ def main() -> int:
     ours, build_s, mem = timed_build(lambda: PDQIndex(hexes, range(args.size)))
     med, p99, our_answers = lookups(lambda q: sorted(ours.search(q, 31)), queries)
     rows.append(("ours: numpy multi-index hashing, exact", build_s, mem, med, p99, "-"))
-    # Another process of the same machine maps the index the first one saved (reports.matching).
+    # Another process of the same machine maps the index the first one saved (detection.matching).
     with tempfile.TemporaryDirectory() as tmp:
         ours.save(Path(tmp) / "index")
         ours = None

@@ -419,14 +419,14 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
             sender=Case, case=case, decision=record, actions=decision.actions(), actor=actor
         )
         if policy.ActionType.PERMANENT_BAN in decision.actions():
-            from reports.banevasion import list_banned_account
+            from detection.banevasion import list_banned_account
 
             list_banned_account(case)  # README "Detection": the ban-evasion list
         # The reporters hear the outcome; the actions and the acknowledgments go to the platform
         # once this has committed (deliveries/outbox.py).
         acknowledgments.acknowledge_decision(case, record.violation)
         if record.violation in settings.BAKKME_INTERNAL_BANK_VIOLATIONS:
-            from reports.hashbanks import bank_case_evidence
+            from detection.hashbanks import bank_case_evidence
 
             added = bank_case_evidence(case)
             record_event(
@@ -698,14 +698,14 @@ def review_detection(detection, actor, confirmed: bool):
     Overturning a hash detection counts a false positive against its bank entry and undoes the
     automatic actions on that content (apply_csam_hash_match) unless another hash detection on
     the same content still stands. Overturning a ban-evasion detection undoes its automatic
-    termination (reports.banevasion); confirming one lists the account's identifiers. Undoing:
+    termination (detection.banevasion); confirming one lists the account's identifiers. Undoing:
     pending actions are cancelled; when one may have been carried out (sent, confirmed, done, or
     in flight) a reinstate action follows.
     """
-    from reports.models import Detection, DetectionMethod, HashEntry
+    from detection.models import Detection, DetectionMethod, HashEntry
 
     Outcome = Detection.Outcome
-    if not actor.has_perm("reports.review_detection"):
+    if not actor.has_perm("detection.review_detection"):
         raise PermissionDenied("You may not review detections.")
     with transaction.atomic():
         case = _lock(detection.case)
@@ -735,7 +735,7 @@ def review_detection(detection, actor, confirmed: bool):
         )
         if confirmed:
             if detection.method == DetectionMethod.BAN_EVASION:
-                from reports.banevasion import list_banned_account
+                from detection.banevasion import list_banned_account
 
                 list_banned_account(case)  # the evading account is banned in its turn
             return detection

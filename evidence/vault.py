@@ -216,9 +216,9 @@ def collect(
         raise
     # Matched against the hash banks at ingest; a CSAM match takes the automatic actions.
     # A message log small enough to have been kept in memory also meets the lexicon and the
-    # blocked links (reports.textsignals).
-    from reports.matching import match_item
-    from reports.textsignals import scan_message_log
+    # blocked links (detection.textsignals).
+    from detection.matching import match_item
+    from detection.textsignals import scan_message_log
 
     match_item(item)
     if kind == EvidenceKind.COMMUNICATION_LOG and sealed.analysable is not None:

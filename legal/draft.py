@@ -39,10 +39,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Min, Q
 
 from bakkme_safety.policy import AgeBand, Priority, Violation
+from detection.rules import MINOR_BANDS, is_minor
 from evidence import vault
 from evidence.models import EvidenceItem, EvidenceKind
 from reports.models import AccountEvent
-from reports.rules import MINOR_BANDS, is_minor
 
 from . import cybertip_xml
 from .models import CyberTiplineReport
@@ -363,7 +363,7 @@ def _participants(message: dict):
 
 def _minors_in_logs(case, minors: _Minors, actor) -> None:
     """The minors named in the case's message logs (JSON the platform sent: a list of messages,
-    as reports.textsignals.scan_message_log reads them). Only logs small enough to read in
+    as detection.textsignals.scan_message_log reads them). Only logs small enough to read in
     memory; a log that is not such JSON is left alone; a log failing its integrity check is
     skipped (the vault records the failure and tells the CSO)."""
     logs = EvidenceItem.objects.filter(

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from bakkme_safety.policy import AgeBand
-from reports.rules import MINOR_BANDS
+from detection.rules import MINOR_BANDS
 
 from .cybertip_xml import enumeration, flags
 

@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from bakkme_safety.policy import Source
 from cases.services import attach_reports
+from detection import rules
+from detection.models import Detection, DetectionMethod
 
-from . import rules
-from .models import AccountEvent, Detection, DetectionMethod, Report
+from .models import AccountEvent, Report
 
 _ATTEMPTS = 3
 RULE_EVENT_TYPES = (AccountEvent.Type.MESSAGE_SENT, AccountEvent.Type.GIFT_OR_PAYMENT)
@@ -111,7 +112,7 @@ def _ingest(integration, events):
             for event in created:
                 event.pk = by_key[event.idempotency_key].pk
         evaluate_behaviour(integration, list(new.values()))
-        from .banevasion import check_events
+        from detection.banevasion import check_events
 
         check_events(list(new.values()))
     return results

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from bakkme_safety.policy import Priority
 from cases.services import attach_reports
+from detection.textsignals import scan_reports
 
 from .acknowledgments import acknowledge_received
 from .models import Integration, Report
-from .textsignals import scan_reports
 
 # Concurrent intake of the same key or subject loses a unique-constraint race at most a few times.
 _INTAKE_ATTEMPTS = 3

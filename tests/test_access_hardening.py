@@ -21,12 +21,13 @@ from audit.models import AuditEvent
 from cases import services
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
+from detection.models import Detection, HashBank, HashEntry, HashMatch
 from evidence import access, holds, vault
 from evidence.models import EvidenceItem, LegalHold
 from evidence.samples import pattern_png
 from legal import services as legal_services
 from legal.models import LawEnforcementRequest
-from reports.models import Detection, HashBank, HashEntry, HashMatch, Report
+from reports.models import Report
 from staff import privileges
 from staff.models import Notification, PrivilegeRequest, StaffProfile
 from staff.services import notify
@@ -379,7 +380,7 @@ def test_a_senior_with_expired_training_sees_no_detection_of_a_child_safety_case
 ):
     detection, match = csam_detection
     client.force_login(senior_expired)
-    for name, obj in (("reports_detection", detection), ("reports_hashmatch", match)):
+    for name, obj in (("detection_detection", detection), ("detection_hashmatch", match)):
         listing = client.get(reverse(f"admin:{name}_changelist"))
         assert listing.status_code == 200 and obj not in listing.context["cl"].result_list
         assert client.get(reverse(f"admin:{name}_change", args=[obj.pk])).status_code == 404
@@ -392,7 +393,7 @@ def test_a_senior_with_expired_training_cannot_overturn_a_csam_hash_detection(
     detection, _ = csam_detection
     client.force_login(senior_expired)
     client.post(
-        reverse("admin:reports_detection_changelist"),
+        reverse("admin:detection_detection_changelist"),
         {"action": "overturn", "_selected_action": [detection.pk]},
     )
     with pytest.raises(PermissionDenied):

@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cases.models import Case
-from reports import rules
-from reports.models import AccountEvent, Detection
+from detection import rules
+from detection.models import Detection
+from reports.models import AccountEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -243,7 +244,7 @@ def login(n, account, **identifiers) -> dict:
     ],
 )
 def test_email_normalisation(given, normalised):
-    from reports.banevasion import normalise_email
+    from detection.banevasion import normalise_email
 
     assert normalise_email(given) == normalised
 
@@ -269,7 +270,7 @@ def banned_case(api, integration, senior, django_capture_on_commit_callbacks):
 def test_a_permanent_ban_lists_the_accounts_identifiers(banned_case):
     import hashlib
 
-    from reports.models import BanEvasionIdentifier
+    from detection.models import BanEvasionIdentifier
 
     listed = set(
         BanEvasionIdentifier.objects.filter(source_case=banned_case).values_list("kind", "value")
@@ -356,7 +357,7 @@ def test_confirming_a_ban_evasion_detection_lists_the_new_accounts_identifiers(
     api, banned_case, senior
 ):
     from cases.services import review_detection
-    from reports.models import BanEvasionIdentifier
+    from detection.models import BanEvasionIdentifier
 
     api.post(URL, login(2, "new-7", device_fingerprint="dev-1", ip="198.51.100.4"), format="json")
     case = Case.objects.get(account_platform_id="new-7")
@@ -401,7 +402,7 @@ def test_the_ban_evasion_list_is_searched_by_an_email_variant(banned_case, clien
     from django.urls import reverse
 
     client.force_login(senior)
-    url = reverse("admin:reports_banevasionidentifier_changelist")
+    url = reverse("admin:detection_banevasionidentifier_changelist")
     response = client.get(url, {"q": "first.last+other@googlemail.com"})
     assert response.status_code == 200
     assert [r.kind for r in response.context["cl"].result_list] == ["email_hash"]

@@ -34,8 +34,8 @@ def test_create_api_token_refuses_a_name_in_use():
 
 
 def test_seed_demo_makes_one_account_per_role_and_placeholder_reports(settings):
-    from reports import matching, textsignals
-    from reports.models import Detection
+    from detection import matching, textsignals
+    from detection.models import Detection
 
     settings.BAKKME_PDQ_INDEX_REFRESH_SECONDS = settings.BAKKME_LEXICON_REFRESH_SECONDS = 0
     matching.reset_index()

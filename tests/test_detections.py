@@ -12,10 +12,10 @@ from django.urls import reverse
 
 from cases import services
 from cases.services import DecisionInput, review_detection
+from detection import matching, textsignals
+from detection.models import BlockedLink, Detection, HashBank, HashEntry, LexiconTerm
 from evidence import vault
 from evidence.samples import pattern_png
-from reports import matching, textsignals
-from reports.models import BlockedLink, Detection, HashBank, HashEntry, LexiconTerm
 from reports.services import ingest_reports
 
 from .factories import make_report, report_payload
@@ -108,7 +108,7 @@ def test_a_bad_pattern_is_refused(pattern, client, senior):
         textsignals.compile_pattern(pattern)
     client.force_login(senior)
     response = client.post(
-        reverse("admin:reports_lexiconterm_add"),
+        reverse("admin:detection_lexiconterm_add"),
         {"pattern": pattern, "category": "grooming", "weight": 1, "enabled": "on"},
     )
     assert response.status_code == 200
@@ -142,7 +142,7 @@ def test_the_lexicon_admin_shows_timeouts(client, senior):
     LexiconTerm.objects.create(pattern="codeword-alpha", category="grooming")
     LexiconTerm.objects.filter(pattern="codeword-alpha").update(timeouts=4)
     client.force_login(senior)
-    response = client.get(reverse("admin:reports_lexiconterm_changelist"))
+    response = client.get(reverse("admin:detection_lexiconterm_changelist"))
     assert response.status_code == 200
     assert "timeouts" in response.content.decode().lower()
     assert response.context["cl"].result_list[0].timeouts == 4
@@ -178,7 +178,7 @@ def test_intake_costs_the_same_queries_for_5_and_50_reports(integration):
         textsignals.lexicon()  # compiled once per process, not per batch
         with CaptureQueriesContext(connection) as ctx:
             ingest_reports(integration, reports)
-        tables = ("reports_lexiconterm", "reports_blockedlink", "reports_detection")
+        tables = ("detection_lexiconterm", "detection_blockedlink", "detection_detection")
         return [q for q in ctx.captured_queries if any(t in q["sql"] for t in tables)]
 
     few, many = signal_queries(5, "a"), signal_queries(50, "b")
@@ -219,7 +219,7 @@ def test_overturning_a_hash_detection_reinstates_cancels_and_counts_a_false_posi
     entry.refresh_from_db()
     assert entry.false_positives == 1
     client.force_login(senior)
-    page = client.get(reverse("admin:reports_hashbank_changelist"))
+    page = client.get(reverse("admin:detection_hashbank_changelist"))
     assert {b.name: b.n_false for b in page.context["cl"].result_list}[entry.bank.name] == 1
     with pytest.raises(services.InvalidTransition):
         review_detection(detection, senior, confirmed=True)
@@ -240,7 +240,7 @@ def test_the_detection_admin_action_is_for_seniors_and_the_cso(integration, clie
     _, _, detection = _hash_case(integration, seed=33)
     client.force_login(senior)
     client.post(
-        reverse("admin:reports_detection_changelist"),
+        reverse("admin:detection_detection_changelist"),
         {"action": "overturn", "_selected_action": [detection.pk]},
     )
     detection.refresh_from_db()
@@ -290,7 +290,7 @@ def test_every_detection_records_its_method(integration):
 
 
 def test_a_blocked_link_made_in_code_is_stored_normalised(db):
-    from reports.models import BlockedLink
+    from detection.models import BlockedLink
 
     link = BlockedLink.objects.create(kind="url", value="HTTPS://WWW.Example.test:443/Path/")
     assert link.value == textsignals.normalise_url("https://example.test/Path")

@@ -13,10 +13,10 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from cases.models import CaseEvent
+from detection import matching
+from detection.models import HashBank, HashEntry, HashMatch
 from evidence import vault
 from evidence.samples import pattern_png
-from reports import matching
-from reports.models import HashBank, HashEntry, HashMatch
 
 from .factories import make_report
 
@@ -101,7 +101,7 @@ def test_an_entrys_hash_cannot_be_edited_only_its_note(client, db):
 
     entry = bank(md5=["0" * 32]).entries.get()
     client.force_login(UserFactory(roles=["senior_reviewer"]))
-    url = reverse("admin:reports_hashentry_change", args=[entry.pk])
+    url = reverse("admin:detection_hashentry_change", args=[entry.pk])
     response = client.post(url, {"signal_type": "md5", "value": "1" * 32, "note": "corrected"})
     assert response.status_code == 302
     entry.refresh_from_db()

@@ -15,13 +15,13 @@ from django.utils import timezone
 from cases import services
 from cases.models import Case, CaseEvent
 from cases.services import DecisionInput
+from detection.models import HashBank, HashEntry
 from evidence import packages, vault
 from evidence.samples import pattern_png
 from legal import duties
 from legal import services as legal_services
 from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
 from legal.models import LegalDuty as Duty
-from reports.models import HashBank, HashEntry
 from staff.models import Notification
 from staff.services import set_on_shift
 

@@ -1,10 +1,10 @@
 from django.urls import path
 
+from detection.api.match import MatchView
 from evidence.api import ReportMediaView
 from legal.api import RecordsAnswerView
 
 from . import views
-from .match import MatchView
 
 app_name = "api"
 

@@ -11,13 +11,14 @@ from django.utils import timezone
 
 from bakkme_safety.policy import Category, Source, Surface
 from bakkme_safety.roles import Role
+from detection.hashbanks import import_hashes
+from detection.models import BlockedLink, HashBank, LexiconTerm
 from evidence import vault
 from evidence.images import analyse_image
 from evidence.samples import pattern_png
 from reports.events import build_event, ingest_events
 from reports.events import fingerprint as event_fingerprint
-from reports.hashbanks import import_hashes
-from reports.models import BlockedLink, HashBank, Integration, LexiconTerm
+from reports.models import Integration
 from reports.services import build_report, create_integration, ingest_reports, payload_fingerprint
 from staff.models import BackgroundCheck
 from staff.services import set_on_shift, update_compliance_record

@@ -12,12 +12,12 @@ from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from reports import matching
-from reports.hashbanks import normalise_hash
-from reports.models import SignalType
+from detection import matching
+from detection.hashbanks import normalise_hash
+from reports.api.base import IntakeAPIView, error_responses
+from reports.api.parsers import LimitedJSONParser
 
-from .base import IntakeAPIView, error_responses
-from .parsers import LimitedJSONParser
+from ..models import SignalType
 
 
 @extend_schema_field(OpenApiTypes.BINARY)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from reports.hashbanks import ImportError_, import_hashes
-from reports.models import HashBank, SignalType
+from detection.hashbanks import ImportError_, import_hashes
+from detection.models import HashBank, SignalType
 
 
 class Command(BaseCommand):

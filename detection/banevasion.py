@@ -20,8 +20,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Category, Source, Surface
+from reports.models import AccountEvent, Report
 
-from .models import AccountEvent, BanEvasionIdentifier, Detection, DetectionMethod, Report
+from .models import BanEvasionIdentifier, Detection, DetectionMethod
 
 K = BanEvasionIdentifier.Kind
 GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
