@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "staff",
     "evidence",
     "legal",
+    "oversight",
     "audit",
 ]
 

@@ -26,7 +26,7 @@ two_factor_patterns = (
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/two-factor/", include(two_factor_patterns)),
-    path("admin/dashboard/", include("cases.dashboard_urls")),
+    path("admin/dashboard/", include("oversight.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("reports.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

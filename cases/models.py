@@ -212,7 +212,7 @@ class Case(models.Model):
                 condition=Q(priority=0, emergency_notified_at__isnull=True),
                 name="case_emergency_pending",
             ),
-            # The CSO dashboard (cases/dashboard.py): open cases by SLA state, compliance by
+            # The CSO dashboard (oversight/dashboard.py): open cases by SLA state, compliance by
             # deadline, time to first action.
             models.Index(
                 fields=[

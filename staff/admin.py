@@ -18,9 +18,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from simple_history.admin import SimpleHistoryAdmin
 
 from cases.admin_scoping import CaseScopedAdminMixin
-from cases.dashboard import format_duration
 from cases.visibility import visible_case_ids
 from core.admin import ReadOnlyAdminMixin
+from core.formatting import format_duration
 
 from . import compliance, exposure, privileges, services
 from .models import Notification, PrivilegeRequest, StaffProfile

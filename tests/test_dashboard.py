@@ -2,7 +2,7 @@
 
 The data set is built through the real intake (make_report), then each row's times are set with
 QuerySet.update(); the clock is frozen at NOW. Every expected figure is computed in this file
-from the rows, in plain Python, independently of cases/dashboard.py.
+from the rows, in plain Python, independently of oversight/dashboard.py.
 """
 
 import csv
@@ -25,8 +25,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from bakkme_safety import policy
-from cases import dashboard
 from cases.models import Case, CaseEvent, Decision, EnforcementAction, SlaBreach
+from oversight import dashboard
 from reports.models import Report
 from staff.models import StaffProfile
 
@@ -722,7 +722,7 @@ def test_the_chart_library_is_served_from_the_project_and_no_script_is_inline(cl
     assert found and finders.find("vendor/chartjs/LICENSE.md")
     with open(found, encoding="utf-8") as library:
         assert "Chart.js v4" in library.read(200)
-    assert finders.find("cases/dashboard/sla_dashboard.js")
+    assert finders.find("oversight/dashboard/sla_dashboard.js")
     served = serve(RequestFactory().get("/"), "vendor/chartjs/chart.umd.min.js", insecure=True)
     assert served.status_code == 200
 

@@ -15,11 +15,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cases import dashboard, services
+from cases import services
 from cases.models import Case, CaseEvent
 from evidence import access, vault
 from evidence.models import CustodyEvent
 from evidence.queries import accessible_cases
+from oversight import dashboard
 from staff import compliance, exposure
 from staff import services as staff_services
 from staff.models import BackgroundCheck, ExposureInterval, StaffProfile

@@ -79,11 +79,7 @@ from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Category, Priority, Source, Violation
 from bakkme_safety.roles import Role
-from reports.models import Report
-from staff import exposure
-from staff.models import ExposureInterval, StaffProfile
-
-from .models import (
+from cases.models import (
     OPEN_STATES,
     Case,
     CaseEvent,
@@ -92,6 +88,10 @@ from .models import (
     EnforcementAction,
     SlaBreach,
 )
+from core.formatting import format_duration
+from reports.models import Report
+from staff import exposure
+from staff.models import ExposureInterval, StaffProfile
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -751,22 +751,6 @@ def _case_url(case_id) -> str:
     return reverse("admin:cases_case_change", args=[case_id]) if case_id else ""
 
 
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{sign}{days} d {hours} h"
-    if hours:
-        return f"{sign}{hours} h {minutes:02d} m"
-    if minutes:
-        return f"{sign}{minutes} m {seconds:02d} s"
-    return f"{sign}{seconds} s"
-
-
 def _display(value, kind: str) -> str:
     if value is None or value == "":
         return "—"
@@ -1223,7 +1207,7 @@ def export_table(name: str, user, period: Period, now: datetime) -> Table | None
 
 
 def charts(sections: Iterable[Section]) -> list[dict]:
-    """The chart specifications of the page's tables (drawn by static/cases/dashboard/...)."""
+    """The chart specifications of the page's tables (drawn by static/oversight/dashboard/...)."""
     return [
         {"name": t.name, "title": t.title, **t.chart} for s in sections for t in s.tables if t.chart
     ]

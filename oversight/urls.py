@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from . import dashboard_views
+from . import views as dashboard_views
 
 app_name = "dashboard"
 

@@ -1,7 +1,7 @@
 """The CSO's SLA dashboard page and its CSV exports.
 
-Thin: the figures and tables come from cases.dashboard. Mounted under the admin (cases/
-dashboard_urls.py) with admin_site.admin_view: anonymous and non-staff visitors go to the admin
+Thin: the figures and tables come from oversight.dashboard. Mounted under the admin
+(oversight/urls.py) with admin_site.admin_view: anonymous and non-staff visitors go to the admin
 login; staff without `cases.view_sla_dashboard` get 403.
 """
 
