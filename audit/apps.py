@@ -6,4 +6,4 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the receivers that record the events)
+        from . import receivers  # noqa: F401, PLC0415  (connects the receivers that record events)

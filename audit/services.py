@@ -104,6 +104,27 @@ def record(
     return chain.append(event)
 
 
+def record_about_username(action: str, username, request, **detail) -> AuditEvent:
+    """An event about a login attempt: the account it named (when there is one) is its object,
+    and the username tried is kept as given (nobody is logged in to be the actor)."""
+    username = str(username or "")[:150]
+    User = get_user_model()
+    target = (
+        User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
+        if username
+        else None
+    )
+    return record(
+        action,
+        obj=target,
+        actor=None,
+        request=request,
+        object_type=target._meta.label_lower if target else "",
+        object_repr=username,
+        detail={"username": username, **detail},
+    )
+
+
 def _valid_ip(value):
     if not value:
         return None

@@ -163,6 +163,26 @@ def actions_for(
     return actions
 
 
+def csam_match_actions() -> list[str]:
+    """The actions an automated CSAM hash match takes at once, pending human review (§4.3)."""
+    return list(settings.BAKKME_CSAM_MATCH_ACTIONS)
+
+
+def csam_match_priority_floor() -> Priority:
+    """A case with a CSAM hash match is child-safety work at this priority at least."""
+    return Priority.from_label(settings.BAKKME_CSAM_MATCH_PRIORITY_FLOOR)
+
+
+def ban_evasion_case() -> tuple[str, str]:
+    """The category and surface of the case a ban-evasion hit opens or joins."""
+    return settings.BAKKME_BAN_EVASION_CASE_CATEGORY, settings.BAKKME_BAN_EVASION_CASE_SURFACE
+
+
+def internal_bank_violations() -> list[str]:
+    """The violations whose decision adds the case's evidence hashes to the internal bank."""
+    return list(settings.BAKKME_INTERNAL_BANK_VIOLATIONS)
+
+
 def violation_needs(violation: str) -> set[str]:
     """Which extra decision fields a violation's rule reads."""
     rule = settings.BAKKME_VIOLATION_ACTIONS[violation]

@@ -483,7 +483,7 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
 # Login sprays: this many distinct usernames failing from one address, or one username failing
 # from this many distinct addresses, within the window alert every CSO (once per address or
-# username and window) and are recorded in the audit trail (audit.login_spray).
+# username and window) and are recorded in the audit trail (staff.login_spray).
 BAKKME_LOGIN_SPRAY_USERNAMES = int(os.environ.get("BAKKME_LOGIN_SPRAY_USERNAMES", "5"))
 BAKKME_LOGIN_SPRAY_ADDRESSES = int(os.environ.get("BAKKME_LOGIN_SPRAY_ADDRESSES", "3"))
 BAKKME_LOGIN_SPRAY_WINDOW_MINUTES = int(os.environ.get("BAKKME_LOGIN_SPRAY_WINDOW_MINUTES", "30"))
@@ -724,6 +724,10 @@ BAKKME_SIGNAL_MAX_TEXT_CHARS = 20_000
 # A lexicon pattern gets at most this long on one text; one that runs out (catastrophic
 # backtracking) keeps what it found and is counted on its term in the admin.
 BAKKME_LEXICON_TIMEOUT_SECONDS = 0.05
+# An automated match against a CSAM bank (§4.3): these actions at once, pending human review,
+# and the case raised to this priority at least.
+BAKKME_CSAM_MATCH_ACTIONS = ["remove_content", "suspend_account"]
+BAKKME_CSAM_MATCH_PRIORITY_FLOOR = "P1"
 # The bank a CSAM decision adds the case's evidence hashes to (created when missing).
 BAKKME_INTERNAL_HASH_BANK = "internal-confirmed"
 # The violations whose decision adds the evidence hashes to that bank.
@@ -743,6 +747,9 @@ BAKKME_RULE_GIFTS_TO_MINORS = 3
 # The category and priority of the case a behaviour rule opens or joins for the adult.
 BAKKME_RULE_CASE_CATEGORY = "grooming"
 BAKKME_RULE_CASE_SURFACE = "profile"
+# The case a ban-evasion hit opens or joins for the evading account (Child Safety Standards §7).
+BAKKME_BAN_EVASION_CASE_CATEGORY = "other_child_safety"
+BAKKME_BAN_EVASION_CASE_SURFACE = "profile"
 # An account_created or login event matching a banned account's identifiers also creates a
 # permanent_ban action (termination) at once, pending human review.
 BAKKME_BAN_EVASION_AUTO_TERMINATE = True

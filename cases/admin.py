@@ -20,7 +20,8 @@ from bakkme_safety.roles import Role
 from core.admin import ReadOnlyAdminMixin
 from core.paginators import EstimatedCountPaginator
 from deliveries.signing import configured as webhook_configured
-from reports.events import with_events
+from detection.behaviour import with_events
+from reports.queries import cases_matching
 from staff import exposure
 
 from . import services
@@ -152,7 +153,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.matching(term), False
+        return cases_matching(queryset, term), False
 
     # --- Columns ---------------------------------------------------------------------------
 

@@ -85,27 +85,6 @@ class CaseQuerySet(models.QuerySet):
     def open(self):
         return self.filter(state__in=OPEN_STATES)
 
-    def matching(self, term: str):
-        """Cases about a platform account id, a username (any letter case) or a content id,
-        the content of any of their reports included.
-
-        The matching ids come from index lookups first: one OR across these columns can use no
-        index, and PostgreSQL would walk the whole queue to filter it.
-        """
-        from reports.models import Report
-
-        ids = set(
-            Case.objects.filter(
-                Q(account_platform_id=term)
-                | Q(content_platform_id=term)
-                | Q(account_username__iexact=term)
-            ).values_list("pk", flat=True)
-        )
-        ids.update(
-            Report.objects.filter(content_platform_id=term).values_list("case_id", flat=True)
-        )
-        return self.filter(pk__in=ids)
-
 
 class Case(models.Model):
     """The reports about one subject: the reported account, or the content when no account."""
@@ -282,6 +261,7 @@ class CaseEvent(models.Model):
         ESCALATED = "escalated", "Escalated"
         DECIDED = "decided", "Decided"
         ACTION_CREATED = "action_created", "Enforcement action created"
+        ACTION_CANCELLED = "action_cancelled", "Enforcement action cancelled"
         PRIORITY_CHANGED = "priority_changed", "Priority changed"
         SLA_WARNING = "sla_warning", "SLA warning"
         SLA_BREACHED = "sla_breached", "SLA breached"
@@ -293,6 +273,8 @@ class CaseEvent(models.Model):
         HOLD_RELEASED = "hold_released", "Legal hold released"
         LEGAL_HANDOFF = "legal_handoff", "Handed to legal"
         DELIVERY_RETRIED = "delivery_retried", "Delivery to the platform retried"
+        HASHES_BANKED = "hashes_banked", "Evidence hashes added to the internal bank"
+        DETECTION_REVIEWED = "detection_reviewed", "Detection confirmed or overturned"
         # A legal freeze (legal.freeze): the account frozen, its records asked for, held.
         ACCOUNT_FROZEN = "account_frozen", "Account frozen (legal freeze)"
         FREEZE_LIFTED = "freeze_lifted", "Account freeze lifted"

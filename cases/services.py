@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -21,7 +21,6 @@ from bakkme_safety.roles import ESCALATION_ROLES, Role
 from core.bulk import update_rows
 from core.history import copy_to_history
 from deliveries import outbox
-from reports import acknowledgments
 from staff import exposure
 
 from . import signals, sla_engine
@@ -120,8 +119,9 @@ def subject_key_for(account_platform_id: str, content_platform_id: str) -> str:
     return f"content:{content_platform_id}"
 
 
-def attach_reports(reports: list, now: datetime | None = None) -> None:
-    """Put new (unsaved) reports into cases and save them, set-based.
+def group_into_cases(reports: list, now: datetime | None = None) -> None:
+    """Put new (unsaved) reports into cases, set-based: each gets its priority, its due_at and
+    its case_id; the reports app then stores them (reports.services.store_reports).
 
     A report joins the case that takes reports for its subject, or opens a new one. A case's
     priority is the highest of its reports and its due_at the earliest deadline (the SLA clock
@@ -218,9 +218,6 @@ def attach_reports(reports: list, now: datetime | None = None) -> None:
         copy_to_history(Case, [c.pk for c in changed.values()], "~", now)
     for report in reports:
         report.case_id = case_of[id(report)].pk
-    from reports.models import Report
-
-    Report.objects.bulk_create(reports)
     # The case's creation and its reports are rows of their own; the timeline reads them
     # there (see timeline()), so intake writes no event per report.
     for case in reopened:
@@ -398,40 +395,22 @@ def decide_case(case: Case, decision: DecisionInput, *, actor) -> Decision:
             rationale=record.rationale,
         )
         for action_type in decision.actions():
-            action = EnforcementAction(
-                case=case,
+            create_action(
+                case,
+                action_type,
+                actor=actor,
                 decision=record,
-                type=action_type,
-                account_platform_id=case.account_platform_id,
-                content_platform_id=case.content_platform_id,
                 restricted_feature=decision.restricted_feature
                 if action_type == policy.ActionType.RESTRICT_FEATURE
                 else "",
             )
-            action._history_user = actor
-            action.save()
-            record_event(
-                case, CaseEvent.Type.ACTION_CREATED, actor, action=action.pk, type=action_type
-            )
-        # Legal staff get what the decision calls for (a CyberTipline report, a referral) at
-        # once: the legal app's receiver (legal/receivers.py), in this transaction.
+        # What the decision means above cases, in this transaction: legal staff get what it
+        # calls for (legal/receivers.py), the reporters hear the outcome (reports), a ban lists
+        # the account's identifiers and a CSAM decision banks the case's hashes (detection).
         signals.case_decided.send(
             sender=Case, case=case, decision=record, actions=decision.actions(), actor=actor
         )
-        if policy.ActionType.PERMANENT_BAN in decision.actions():
-            from detection.banevasion import list_banned_account
-
-            list_banned_account(case)  # README "Detection": the ban-evasion list
-        # The reporters hear the outcome; the actions and the acknowledgments go to the platform
-        # once this has committed (deliveries/outbox.py).
-        acknowledgments.acknowledge_decision(case, record.violation)
-        if record.violation in settings.BAKKME_INTERNAL_BANK_VIOLATIONS:
-            from detection.hashbanks import bank_case_evidence
-
-            added = bank_case_evidence(case)
-            record_event(
-                case, CaseEvent.Type.NOTE_ADDED, actor, text=f"{added} hashes added to the bank."
-            )
+        # The actions and the acknowledgments go to the platform once this has committed.
         transaction.on_commit(outbox.queue_delivery, robust=True)
     return record
 
@@ -614,8 +593,6 @@ def complete_actions(case: Case, action_type: str, *, actor) -> int:
 
 # --- Automatic actions on a CSAM hash match (policy section 4.3) --------------------------------
 
-AUTOMATIC_HASH_ACTIONS = (policy.ActionType.REMOVE_CONTENT, policy.ActionType.SUSPEND_ACCOUNT)
-
 
 def apply_csam_hash_match(item, matches) -> list[EnforcementAction]:
     """An evidence item matched a CSAM bank: at once, pending human review, remove the content
@@ -637,30 +614,25 @@ def apply_csam_hash_match(item, matches) -> list[EnforcementAction]:
         case = _lock(item.case)
         automatic = case.actions.filter(
             decision__isnull=True,
-            type__in=AUTOMATIC_HASH_ACTIONS,
+            type__in=policy.csam_match_actions(),
             content_platform_id=content_id,
         ).exclude(status=EnforcementAction.Status.CANCELLED)
         if not automatic.exists():
-            for action_type in AUTOMATIC_HASH_ACTIONS:
-                action = EnforcementAction.objects.create(
-                    case=case,
-                    type=action_type,
-                    account_platform_id=case.account_platform_id,
-                    content_platform_id=content_id,
+            for action_type in policy.csam_match_actions():
+                created.append(
+                    create_action(
+                        case,
+                        action_type,
+                        actor=None,
+                        content_platform_id=content_id,
+                        automatic="csam_hash_match",
+                        item=item.pk,
+                    )
                 )
-                created.append(action)
-                record_event(
-                    case,
-                    CaseEvent.Type.ACTION_CREATED,
-                    None,
-                    action=action.pk,
-                    type=action_type,
-                    automatic="csam_hash_match",
-                    item=item.pk,
-                )
-        if case.priority > policy.Priority.P1 or not case.is_child_safety:
+        floor = policy.csam_match_priority_floor()
+        if case.priority > floor or not case.is_child_safety:
             old = case.priority
-            case.priority = min(case.priority, policy.Priority.P1)
+            case.priority = min(case.priority, floor)
             case.is_child_safety = True
             due = policy.due_at_for(case.priority, case.sla_started_at)
             if due < case.due_at:
@@ -685,87 +657,54 @@ def apply_csam_hash_match(item, matches) -> list[EnforcementAction]:
     return created
 
 
-def _hash_content_id(detection) -> str:
-    item = detection.item
-    if item is not None and item.report_id:
-        return item.report.content_platform_id or detection.case.content_platform_id
-    return detection.case.content_platform_id
+def lock_case(case: Case) -> Case:
+    """The case, locked for this transaction (the other apps' actions that change a case take
+    it here first)."""
+    return _lock(case)
 
 
-def review_detection(detection, actor, confirmed: bool):
-    """A reviewer confirms or overturns a detection (pending only).
-
-    Overturning a hash detection counts a false positive against its bank entry and undoes the
-    automatic actions on that content (apply_csam_hash_match) unless another hash detection on
-    the same content still stands. Overturning a ban-evasion detection undoes its automatic
-    termination (detection.banevasion); confirming one lists the account's identifiers. Undoing:
-    pending actions are cancelled; when one may have been carried out (sent, confirmed, done, or
-    in flight) a reinstate action follows.
-    """
-    from detection.models import Detection, DetectionMethod, HashEntry
-
-    Outcome = Detection.Outcome
-    if not actor.has_perm("detection.review_detection"):
-        raise PermissionDenied("You may not review detections.")
-    with transaction.atomic():
-        case = _lock(detection.case)
-        if not Case.objects.visible_to(actor).filter(pk=case.pk).exists():
-            # Outside the person's cases (e.g. their CSAE training expired): as if missing.
-            raise PermissionDenied("No such detection.")
-        detection = (
-            Detection.objects.select_for_update(of=("self",))
-            .select_related("item__report", "case")
-            .get(pk=detection.pk)
-        )
-        if detection.outcome != Outcome.PENDING:
-            raise InvalidTransition(
-                f"This detection was {detection.get_outcome_display().lower()}."
-            )
-        now = timezone.now()
-        detection.outcome = Outcome.CONFIRMED if confirmed else Outcome.OVERTURNED
-        detection.reviewed_by = actor
-        detection.reviewed_at = now
-        detection.save(update_fields=["outcome", "reviewed_by", "reviewed_at"])
-        record_event(
-            case,
-            CaseEvent.Type.NOTE_ADDED,
-            actor,
-            text=f"{detection.get_method_display()} detection {detection.get_outcome_display()}.",
-            detection=detection.pk,
-        )
-        if confirmed:
-            if detection.method == DetectionMethod.BAN_EVASION:
-                from detection.banevasion import list_banned_account
-
-                list_banned_account(case)  # the evading account is banned in its turn
-            return detection
-        if detection.method == DetectionMethod.BAN_EVASION:
-            automatic = case.actions.filter(pk=detection.matched.get("action"))
-            _undo_automatic(case, automatic, actor, detection, "", now)
-            return detection
-        if detection.method != DetectionMethod.HASH:
-            return detection
-        entry_id = detection.matched.get("entry")
-        if entry_id:
-            HashEntry.objects.filter(pk=entry_id).update(false_positives=F("false_positives") + 1)
-        content_id = _hash_content_id(detection)
-        others = (
-            Detection.objects.filter(case=case, method=DetectionMethod.HASH)
-            .exclude(pk=detection.pk)
-            .exclude(outcome=Outcome.OVERTURNED)
-            .select_related("item__report", "case")
-        )
-        if any(_hash_content_id(o) == content_id for o in others):
-            return detection
-        automatic = case.actions.filter(
-            decision__isnull=True, type__in=AUTOMATIC_HASH_ACTIONS, content_platform_id=content_id
-        )
-        _undo_automatic(case, automatic, actor, detection, content_id, now)
-    return detection
+def create_action(
+    case: Case,
+    action_type: str,
+    *,
+    actor,
+    decision: Decision | None = None,
+    account_platform_id: str | None = None,
+    content_platform_id: str | None = None,
+    restricted_feature: str = "",
+    **event_payload,
+) -> EnforcementAction:
+    """The one place an enforcement action is created: pending, in the case's history with
+    who (or, with actor None, the system) created it, and on its timeline (ACTION_CREATED, with
+    `event_payload` such as automatic="csam_hash_match"). The account and content default to
+    the case's. The outbox delivers it to the platform once the transaction commits (queue a
+    run with deliveries.outbox.queue_delivery)."""
+    action = EnforcementAction(
+        case=case,
+        decision=decision,
+        type=action_type,
+        account_platform_id=case.account_platform_id
+        if account_platform_id is None
+        else account_platform_id,
+        content_platform_id=case.content_platform_id
+        if content_platform_id is None
+        else content_platform_id,
+        restricted_feature=restricted_feature,
+    )
+    action._history_user = actor
+    action.save()
+    record_event(case, CaseEvent.Type.ACTION_CREATED, actor, action=action.pk, type=action_type,
+                 **event_payload)  # fmt: skip
+    return action
 
 
-def _undo_automatic(case, automatic, actor, detection, content_id: str, now) -> None:
-    """Cancel the pending automatic actions; reinstate when one may have been carried out."""
+def undo_automatic_actions(
+    case: Case, automatic, *, actor, content_id: str, **event_payload
+) -> EnforcementAction | None:
+    """Undo automatic actions a reviewer overturned: the pending ones are cancelled; when one
+    may have been carried out (sent, confirmed, done, or in flight) a reinstate action follows
+    (returned). Call inside a transaction holding the case's lock."""
+    now = timezone.now()
     reinstate = False
     for action in automatic.select_for_update().exclude(status=EnforcementAction.Status.CANCELLED):
         in_flight = action.in_flight_until is not None and action.in_flight_until > now
@@ -773,31 +712,18 @@ def _undo_automatic(case, automatic, actor, detection, content_id: str, now) -> 
             action.status = EnforcementAction.Status.CANCELLED
             action._history_user = actor
             action.save()
-            record_event(
-                case,
-                CaseEvent.Type.NOTE_ADDED,
-                actor,
-                text="Action cancelled.",
-                action=action.pk,
-            )
+            record_event(case, CaseEvent.Type.ACTION_CANCELLED, actor, action=action.pk,
+                         type=action.type)  # fmt: skip
         if action.status != EnforcementAction.Status.CANCELLED or in_flight:
             reinstate = True
     if not reinstate:
-        return
-    undo = EnforcementAction(
-        case=case,
-        type=policy.ActionType.REINSTATE,
-        account_platform_id=case.account_platform_id,
-        content_platform_id=content_id,
-    )
-    undo._history_user = actor
-    undo.save()
-    record_event(
+        return None
+    undo = create_action(
         case,
-        CaseEvent.Type.ACTION_CREATED,
-        actor,
-        action=undo.pk,
-        type=undo.type,
-        detection=detection.pk,
+        policy.ActionType.REINSTATE,
+        actor=actor,
+        content_platform_id=content_id,
+        **event_payload,
     )
     transaction.on_commit(outbox.queue_delivery, robust=True)
+    return undo

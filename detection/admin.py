@@ -7,8 +7,10 @@ from django.db.models import Count, Q, Sum
 from simple_history.admin import SimpleHistoryAdmin
 
 from cases.admin_scoping import CaseScopedAdminMixin
+from cases.services import InvalidTransition
 from core.admin import ReadOnlyAdminMixin
 
+from .actions import review_detection
 from .banevasion import search_pairs
 from .models import (
     BanEvasionIdentifier,
@@ -146,12 +148,10 @@ class DetectionAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         return request.user.has_perm("detection.review_detection")
 
     def _review(self, request, queryset, confirmed: bool):
-        from cases.services import InvalidTransition, review_detection
-
         done = 0
         for detection in queryset:
             try:
-                review_detection(detection, request.user, confirmed)
+                review_detection(detection, actor=request.user, confirmed=confirmed)
                 done += 1
             except (InvalidTransition, PermissionDenied) as exc:
                 self.message_user(request, f"#{detection.pk}: {exc}", messages.WARNING)

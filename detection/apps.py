@@ -7,3 +7,8 @@ class DetectionConfig(AppConfig):
 
     name = "detection"
     verbose_name = "Detection"
+
+    def ready(self):
+        from . import receivers  # noqa: PLC0415  (receivers import models: the registry is ready)
+
+        receivers.connect()

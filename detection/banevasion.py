@@ -20,7 +20,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Category, Source, Surface
+from cases.models import Case, CaseEvent
+from cases.services import create_action, record_event
+from deliveries.outbox import queue_delivery
 from reports.models import AccountEvent, Report
+from reports.services import store_reports
 
 from .models import BanEvasionIdentifier, Detection, DetectionMethod
 
@@ -111,10 +115,6 @@ def _still_matches(row: BanEvasionIdentifier, event: AccountEvent) -> bool:
 
 def check_events(events: list[AccountEvent]) -> list:
     """New account_created and login events against the list: one query for the batch."""
-    from cases.models import Case, CaseEvent, EnforcementAction
-    from cases.services import attach_reports, record_event
-    from deliveries.outbox import queue_delivery
-
     of_event = {
         e.pk: identifiers_of(e.identifiers or {})
         for e in events
@@ -178,7 +178,7 @@ def check_events(events: list[AccountEvent]) -> list:
         hit["report"] = reports[-1]
     if not reports:
         return []
-    attach_reports(reports, now=now)  # P1: other child safety
+    store_reports(reports, now=now)  # P1: other child safety
     actions, detections = [], []
     for report in reports:
         actor = report.account_platform_id
@@ -198,15 +198,11 @@ def check_events(events: list[AccountEvent]) -> list:
         )
         action = None
         if settings.BAKKME_BAN_EVASION_AUTO_TERMINATE:
-            action = EnforcementAction.objects.create(
-                case=case, type=ActionType.PERMANENT_BAN, account_platform_id=actor
-            )
-            record_event(
+            action = create_action(
                 case,
-                CaseEvent.Type.ACTION_CREATED,
-                None,
-                action=action.pk,
-                type=action.type,
+                ActionType.PERMANENT_BAN,
+                actor=None,
+                account_platform_id=actor,
                 automatic="ban_evasion",
             )
             actions.append(action)

@@ -22,6 +22,7 @@ process. A new version's files replace the older ones (a process still mapping t
 pages until it moves on); they are removed once no process can still be about to load them.
 """
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -34,6 +35,10 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q, Sum
+
+from cases.services import apply_csam_hash_match
+from evidence.images import analyse_image
+from evidence.vault import detect_type
 
 from .hashbanks import normalise_hash
 from .models import Detection, DetectionMethod, HashEntry, HashMatch, SignalType
@@ -243,11 +248,6 @@ def match_query(signal_type: str, value: str) -> list[Match]:
 
 def match_file(data: bytes) -> list[Match]:
     """Hash a file (MD5, SHA-256, and PDQ when it is an image) without storing it, and match."""
-    import hashlib
-
-    from evidence.images import analyse_image
-    from evidence.vault import detect_type
-
     media_type = detect_type(data[:8192], "media")
     analysis = analyse_image(data, media_type, len(data))
     return match_hashes(
@@ -260,10 +260,8 @@ def match_file(data: bytes) -> list[Match]:
 
 def match_item(item) -> list[HashMatch]:
     """Match an evidence item at ingest; record each new match (once per item and entry) with
-    its hash detection (reports.Detection) and, for a CSAM bank, take the automatic actions
+    its hash detection (detection.Detection) and, for a CSAM bank, take the automatic actions
     (cases.services.apply_csam_hash_match)."""
-    from cases.services import apply_csam_hash_match
-
     matches = match_hashes(
         md5=item.md5, sha256=item.sha256, pdq=item.pdq, pdq_quality=item.pdq_quality
     )

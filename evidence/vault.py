@@ -21,7 +21,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from . import crypto, custody
+from . import crypto, custody, signals
 from .images import analyse_image
 from .models import CustodyEvent, EvidenceItem, EvidenceKind
 from .storage import evidence_storage, new_name
@@ -214,15 +214,10 @@ def collect(
     except BaseException:
         evidence_storage().delete(sealed.storage_name)
         raise
-    # Matched against the hash banks at ingest; a CSAM match takes the automatic actions.
-    # A message log small enough to have been kept in memory also meets the lexicon and the
-    # blocked links (detection.textsignals).
-    from detection.matching import match_item
-    from detection.textsignals import scan_message_log
-
-    match_item(item)
-    if kind == EvidenceKind.COMMUNICATION_LOG and sealed.analysable is not None:
-        scan_message_log(item, sealed.analysable)
+    # The detection app matches it against the hash banks (a CSAM match takes the automatic
+    # actions) and, for a message log small enough to have been kept in memory, scans it for
+    # the lexicon and the blocked links (detection/receivers.py).
+    signals.item_collected.send(sender=EvidenceItem, item=item, plaintext=sealed.analysable)
     return item
 
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from bakkme_safety.policy import ActionType
 from cases.models import Case, CaseEvent, EnforcementAction
-from cases.services import record_event
+from cases.services import create_action, record_event
 from deliveries.outbox import DeliveryKind, due, queue_delivery, requeue
 from evidence import holds
 from evidence.models import LegalHold
@@ -129,13 +129,7 @@ def freeze_account(
             raise ValidationError(
                 {"case": "The account of this case is frozen already: lift that freeze first."}
             )
-        action = EnforcementAction(
-            case=case,
-            type=ActionType.FREEZE_ACCOUNT,
-            account_platform_id=case.account_platform_id,
-        )
-        action._history_user = actor
-        action.save()
+        action = create_action(case, ActionType.FREEZE_ACCOUNT, actor=actor, content_platform_id="")
         request = PreservationRequest(
             case=case,
             account_platform_id=case.account_platform_id,
@@ -235,13 +229,13 @@ def lift_freeze(case: Case, *, actor, reason: str) -> PreservationRequest:
         ):
             note = "The account stays frozen: another case's freeze of it stands."
         else:
-            unfreeze = EnforcementAction(
-                case=case,
-                type=ActionType.UNFREEZE_ACCOUNT,
+            unfreeze = create_action(
+                case,
+                ActionType.UNFREEZE_ACCOUNT,
+                actor=actor,
                 account_platform_id=request.account_platform_id,
+                content_platform_id="",
             )
-            unfreeze._history_user = actor
-            unfreeze.save()
             note = ""
         request.lifted_at = now
         request.lifted_by = actor

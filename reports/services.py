@@ -8,9 +8,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bakkme_safety.policy import Priority
-from cases.services import attach_reports
-from detection.textsignals import scan_reports
+from cases.services import group_into_cases
 
+from . import signals
 from .acknowledgments import acknowledge_received
 from .models import Integration, Report
 
@@ -118,13 +118,23 @@ def _ingest(integration, reports):
         else:
             results.append(IntakeResult(earlier, created=False))
     if new:
-        attach_reports(list(new.values()), now=timezone.now())
-        acknowledge_received(list(new.values()))
-        scan_reports(list(new.values()))  # the lexicon and blocked links: a few queries a batch
+        stored_now = store_reports(list(new.values()), now=timezone.now())
+        acknowledge_received(stored_now)
+        # The detection app scans their texts (lexicon, blocked links): a few queries a batch.
+        signals.reports_received.send(sender=Report, reports=stored_now)
     return [
         result if result is not None else IntakeResult(report, created=True)
         for result, report in zip(results, reports, strict=True)
     ]
+
+
+def store_reports(reports: list[Report], *, now) -> list[Report]:
+    """Store new (unsaved) reports, each in its case (cases.services.group_into_cases opens or
+    joins the case of its subject): the intake of the platform's reports and of the reports the
+    back office files itself (behaviour rules, ban evasion). Call inside a transaction."""
+    group_into_cases(reports, now=now)
+    Report.objects.bulk_create(reports)
+    return reports
 
 
 def create_integration(name: str, *, actor=None) -> tuple[Integration, str]:

@@ -8,7 +8,10 @@ class StaffConfig(AppConfig):
     verbose_name = "Staff"
 
     def ready(self):
-        from . import sessions  # noqa: PLC0415  (needs the app registry: sessions imports models)
+        # Loaded here, not at the top: they import models (the app registry must be ready).
+        from . import receivers, sessions  # noqa: PLC0415
+
+        receivers.connect()
 
         # The session's absolute limit counts from the login (staff.sessions).
         user_logged_in.connect(sessions.mark_login_time, dispatch_uid="bakkme_mark_login_time")

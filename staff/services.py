@@ -13,7 +13,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import compliance
+from . import compliance, signals
 from .models import Notification, StaffProfile
 
 log = logging.getLogger(__name__)
@@ -99,16 +99,11 @@ def update_compliance_record(
 
 
 def release_child_safety_claims(user, reason: str) -> list[int]:
-    """Hand the open child-safety cases this person holds back to the queue (as them)."""
-    from cases.models import OPEN_STATES, Case
-    from cases.services import release_claim
-
-    held = Case.objects.filter(assignee=user, is_child_safety=True, state__in=OPEN_STATES)
-    released = []
-    for case in held.order_by("pk"):
-        release_claim(case, actor=user, reason=reason)
-        released.append(case.pk)
-    return released
+    """Hand the open child-safety cases this person holds back to the queue (as them): the
+    cases app does it (cases/receivers.py, staff.signals.child_safety_access_lost). Returns the
+    released case ids."""
+    answers = signals.child_safety_access_lost.send(sender=StaffProfile, user=user, reason=reason)
+    return sorted(pk for _, released in answers for pk in (released or []))
 
 
 def leave_csae_duties(user, now: datetime | None = None) -> list[int]:

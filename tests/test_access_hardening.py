@@ -21,6 +21,7 @@ from audit.models import AuditEvent
 from cases import services
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
+from detection.actions import review_detection
 from detection.models import Detection, HashBank, HashEntry, HashMatch
 from evidence import access, holds, vault
 from evidence.models import EvidenceItem, LegalHold
@@ -397,7 +398,7 @@ def test_a_senior_with_expired_training_cannot_overturn_a_csam_hash_detection(
         {"action": "overturn", "_selected_action": [detection.pk]},
     )
     with pytest.raises(PermissionDenied):
-        services.review_detection(detection, senior_expired, confirmed=False)
+        review_detection(detection, actor=senior_expired, confirmed=False)
     detection.refresh_from_db()
     assert detection.outcome == "pending"
     pending = detection.case.actions.filter(decision__isnull=True, status="pending")

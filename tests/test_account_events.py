@@ -333,7 +333,7 @@ def test_overturning_a_ban_evasion_detection_undoes_the_termination(
     api, banned_case, senior, settings, sent
 ):
     from cases.models import EnforcementAction
-    from cases.services import review_detection
+    from detection.actions import review_detection
 
     settings.BAKKME_BAN_EVASION_AUTO_TERMINATE = True
     api.post(URL, login(2, "new-4", device_fingerprint="dev-1"), format="json")
@@ -342,7 +342,7 @@ def test_overturning_a_ban_evasion_detection_undoes_the_termination(
     if sent:  # the platform was told: it may have suspended the account
         action.status = EnforcementAction.Status.SENT
         action.save()
-    review_detection(Detection.objects.get(case=case), senior, confirmed=False)
+    review_detection(Detection.objects.get(case=case), actor=senior, confirmed=False)
     action.refresh_from_db()
     reinstated = EnforcementAction.objects.filter(case=case, type="reinstate")
     if sent:
@@ -356,13 +356,13 @@ def test_overturning_a_ban_evasion_detection_undoes_the_termination(
 def test_confirming_a_ban_evasion_detection_lists_the_new_accounts_identifiers(
     api, banned_case, senior
 ):
-    from cases.services import review_detection
+    from detection.actions import review_detection
     from detection.models import BanEvasionIdentifier
 
     api.post(URL, login(2, "new-7", device_fingerprint="dev-1", ip="198.51.100.4"), format="json")
     case = Case.objects.get(account_platform_id="new-7")
     assert not BanEvasionIdentifier.objects.filter(account_platform_id="new-7").exists()
-    review_detection(Detection.objects.get(case=case), senior, confirmed=True)
+    review_detection(Detection.objects.get(case=case), actor=senior, confirmed=True)
     listed = BanEvasionIdentifier.objects.filter(account_platform_id="new-7", source_case=case)
     assert set(listed.values_list("kind", "value")) == {
         ("device", "dev-1"),

@@ -12,7 +12,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import services
 from audit.models import AuditEvent
-from audit.signals import compliance_fields
+from audit.receivers import compliance_fields
 from staff import two_factor
 
 from .factories import UserFactory

@@ -11,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from cases import services
-from cases.services import DecisionInput, review_detection
+from cases.services import DecisionInput
 from detection import matching, textsignals
+from detection.actions import review_detection
 from detection.models import BlockedLink, Detection, HashBank, HashEntry, LexiconTerm
 from evidence import vault
 from evidence.samples import pattern_png
@@ -208,7 +209,7 @@ def test_overturning_a_hash_detection_reinstates_cancels_and_counts_a_false_posi
     remove, suspend = case.actions.order_by("type")
     remove.status = "sent"  # the platform carried the removal out; the suspension is pending
     remove.save()
-    review_detection(detection, senior, confirmed=False)
+    review_detection(detection, actor=senior, confirmed=False)
     detection.refresh_from_db()
     assert detection.outcome == "overturned" and detection.reviewed_by == senior
     suspend.refresh_from_db()
@@ -222,12 +223,12 @@ def test_overturning_a_hash_detection_reinstates_cancels_and_counts_a_false_posi
     page = client.get(reverse("admin:detection_hashbank_changelist"))
     assert {b.name: b.n_false for b in page.context["cl"].result_list}[entry.bank.name] == 1
     with pytest.raises(services.InvalidTransition):
-        review_detection(detection, senior, confirmed=True)
+        review_detection(detection, actor=senior, confirmed=True)
 
 
 def test_confirming_keeps_the_actions(integration, senior):
     item, entry, detection = _hash_case(integration, seed=32)
-    review_detection(detection, senior, confirmed=True)
+    review_detection(detection, actor=senior, confirmed=True)
     detection.refresh_from_db()
     assert detection.outcome == "confirmed"
     assert set(item.case.actions.values_list("status", flat=True)) == {"pending"}

@@ -16,10 +16,12 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.services import record
 from bakkme_safety.roles import Role
 
-from .models import AuditEvent
-from .services import record
+from .models import Notification
+from .services import notify_role
 
 Action = AuditEvent.Action
 
@@ -65,9 +67,6 @@ def _alerted(spray: str, key: str, since) -> bool:
 
 
 def _alert_once(spray, key, count, *, since, now, request) -> AuditEvent | None:
-    from staff.models import Notification
-    from staff.services import notify_role
-
     with transaction.atomic():
         # Two failed logins at once must not both alert: the CSO group's row serialises the
         # check and the alert (on SQLite the IMMEDIATE transaction does).
