@@ -10,7 +10,7 @@ from django.utils import timezone
 from core.admin import ReadOnlyAdminMixin
 from core.paginators import EstimatedCountPaginator
 
-from . import services
+from . import actions
 from .forms import ExportFilterForm
 from .models import AuditEvent
 
@@ -56,9 +56,9 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not form.is_valid():
             errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
             return HttpResponseBadRequest(f"Bad filter: {errors}", content_type="text/plain")
-        events = services.filter_events(**form.cleaned_data)
+        events = actions.filter_events(**form.cleaned_data)
         response = StreamingHttpResponse(
-            services.csv_lines(events), content_type="text/csv; charset=utf-8"
+            actions.csv_lines(events), content_type="text/csv; charset=utf-8"
         )
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'

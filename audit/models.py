@@ -1,7 +1,7 @@
 """The audit trail of staff access: who logged in, failed, enrolled a factor, changed whose roles
 and permissions, and the staff compliance records (training, background checks).
 
-Rows are written by audit.services.record (mostly from signals, audit.receivers) and never changed:
+Rows are written by audit.actions.record (mostly from signals, audit.receivers) and never changed:
 each is a link of a keyed chain (audit/chain.py), the model refuses updates and deletes, and on
 PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE.
 The object of an event is the person (or group) it is about: a user's logins, factors, roles and

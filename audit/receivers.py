@@ -26,8 +26,8 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_sa
 from django.dispatch import receiver
 
 from . import signals
+from .actions import record, record_about_username
 from .models import AuditEvent
-from .services import record, record_about_username
 
 Action = AuditEvent.Action
 User = get_user_model()

@@ -108,7 +108,7 @@ class ActionType(models.TextChoices):
     DELETE_ACCOUNT_DATA = "delete_account_data", "Delete account data"
     NCMEC_REPORT = "ncmec_report", "NCMEC CyberTipline report"
     LAW_ENFORCEMENT_REFERRAL = "law_enforcement_referral", "Law-enforcement referral"
-    # Undoes an automatic removal or suspension a reviewer overturned (cases.services).
+    # Undoes an automatic removal or suspension a reviewer overturned (cases.actions).
     REINSTATE = "reinstate", "Reinstate"
     # A legal freeze (legal.freeze, Child Safety Standards §6.4): the account becomes
     # inaccessible, nothing is deleted, the subject is not told; lifted with unfreeze_account.

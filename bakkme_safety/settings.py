@@ -492,7 +492,7 @@ AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the audit trail
 # Behind this many proxies (each appending to X-Forwarded-For) the client address comes from that
 # header; 0: REMOTE_ADDR, and a forwarded header is ignored (anyone could send one).
 BAKKME_TRUSTED_PROXY_COUNT = int(os.environ.get("BAKKME_TRUSTED_PROXY_COUNT", "0"))
-AXES_CLIENT_IP_CALLABLE = "audit.services.client_ip"
+AXES_CLIENT_IP_CALLABLE = "audit.actions.client_ip"
 
 # HTTPS, cookies and headers: all on unless BAKKME_DEBUG=1; each can be set on its own.
 SECURE_SSL_REDIRECT = env_bool("BAKKME_SECURE_SSL_REDIRECT", not DEBUG)

@@ -204,8 +204,8 @@ def measure(args, work: Path) -> dict:
     from django.core.management import call_command
 
     from evidence import vault
+    from reports.actions import build_report, create_integration, ingest_reports
     from reports.api.serializers import ReportInSerializer
-    from reports.services import build_report, create_integration, ingest_reports
 
     call_command("migrate", verbosity=0)
     integration, _ = create_integration("bench-evidence")

@@ -345,8 +345,8 @@ def qualify(*users) -> None:
     no child-safety case (staff.compliance): the measures act as people who do the work."""
     from django.utils import timezone
 
+    from staff.actions import update_compliance_record
     from staff.models import BackgroundCheck
-    from staff.services import update_compliance_record
 
     today = timezone.localdate()
     for user in users:
@@ -383,8 +383,8 @@ def fill(reports: int, cases: int, now: datetime, seed: float = 0.42) -> dict:
     """
     from django.contrib.auth.models import Group, Permission
 
+    from reports.actions import create_integration
     from reports.models import Integration
-    from reports.services import create_integration
 
     if reports < cases:
         raise ValueError("Every case needs at least one report: --reports >= --cases.")

@@ -2,7 +2,7 @@
 
 Each runs the real code path: the API and the admin through django.test.Client (URL routing,
 middleware, authentication, serializers, templates; no network or WSGI server), "next case"
-through cases.services.claim_next_case. Timed runs do not capture queries; separate runs under
+through cases.actions.claim_next_case. Timed runs do not capture queries; separate runs under
 CaptureQueriesContext count them and keep the slowest query for EXPLAIN.
 """
 
@@ -340,7 +340,7 @@ def measure_next_case(
     """
     from django.contrib.auth import get_user_model
 
-    from cases.services import claim_next_case, release_claim
+    from cases.actions import claim_next_case, release_claim
 
     User = get_user_model()
     measure = Measure(label, extra={"rounds": rounds, "per_round": per_round})

@@ -303,7 +303,7 @@ def markdown(results: dict, previous: str = "") -> str:
     ]
     out += [
         "",
-        "### Next case (cases.services.claim_next_case)",
+        "### Next case (cases.actions.claim_next_case)",
         "",
         "Each round claims cases one after another (each the most urgent free one), then "
         "releases them all, so the queue is not drained. The second measure first decides the "

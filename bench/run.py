@@ -11,7 +11,7 @@ to redo it). Then measures, each repeated (median, p90, n):
 2. API intake, batch: POST /api/v1/reports/batch/ with 500 reports each -> reports/s;
 3. the queue changelist /admin/cases/case/ as a reviewer, plain, searched and filtered:
    ms and queries;
-4. "next case": cases.services.claim_next_case, the claims released after each round; then
+4. "next case": cases.actions.claim_next_case, the claims released after each round; then
    again with no P0 case waiting (the usual queue: the open P0 cases are decided first).
 
 The same measures run on a small database (<name>_small, 20,000 reports in 4,000 cases) to show
@@ -269,7 +269,7 @@ def measure_all(args: argparse.Namespace) -> dict:
     last next case again with no P0 case waiting."""
     from bench import fill as filling
     from bench import measure
-    from reports.services import create_integration
+    from reports.actions import create_integration
 
     reviewer, _ = filling.bench_users()
     run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")

@@ -1,6 +1,6 @@
 """The reviewers' workspace: the triage queue, "next case" and the case page.
 
-Thin: every change goes through cases.services; every list goes through Case.visible_to.
+Thin: every change goes through cases.actions; every list goes through Case.visible_to.
 """
 
 from django.conf import settings
@@ -24,7 +24,7 @@ from detection.behaviour import with_events
 from reports.queries import cases_matching
 from staff import exposure
 
-from . import services
+from . import actions
 from .admin_scoping import CaseScopedAdminMixin
 from .forms import DecisionForm, EscalationForm, NoteForm, ReopenForm
 from .models import OPEN_STATES, Case, CaseState, EnforcementAction
@@ -208,7 +208,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             return HttpResponseNotAllowed(["POST"])
         self._require_any(request, "cases.claim_case")
         try:
-            case = services.claim_next_case(request.user)
+            case = actions.claim_next_case(request.user)
         except PermissionDenied as exc:
             messages.error(request, str(exc))
             return redirect("admin:cases_case_changelist")
@@ -249,13 +249,13 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
             "sla": sla_status(case.sla_started_at, case.due_at, now)
             if case.state in OPEN_STATES
             else None,
-            "timeline": services.timeline(case),
+            "timeline": actions.timeline(case),
             "decisions": case.decisions.select_related("decided_by"),
             "actions": case.actions.all(),
             "detections": with_events(list(case.detections.select_related("reviewed_by"))),
             "show_contact": user.has_perm("reports.view_reporter_contact"),
-            "can_decide": case.state in OPEN_STATES and services.can_decide(user, case),
-            # A decided case can still be handed to legal (cases.services.escalate_case).
+            "can_decide": case.state in OPEN_STATES and actions.can_decide(user, case),
+            # A decided case can still be handed to legal (cases.actions.escalate_case).
             "can_escalate": (case.state in OPEN_STATES or case.state == CaseState.DECIDED)
             and user.has_perm("cases.escalate_case"),
             "can_note": user.has_perm("cases.add_note"),
@@ -311,8 +311,8 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
                 },
             )
         try:
-            services.decide_case(case, decision, actor=request.user)
-        except (PermissionDenied, services.InvalidTransition) as exc:
+            actions.decide_case(case, decision, actor=request.user)
+        except (PermissionDenied, actions.InvalidTransition) as exc:
             messages.error(request, str(exc))
             return self._to_case(case)
         messages.success(request, f"Case #{case.pk} decided.")
@@ -326,8 +326,8 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         if not form.is_valid():
             return self._workspace(request, case, escalation_form=form)
         try:
-            services.escalate_case(case, actor=request.user, **form.cleaned_data)
-        except (PermissionDenied, services.InvalidTransition, ValueError) as exc:
+            actions.escalate_case(case, actor=request.user, **form.cleaned_data)
+        except (PermissionDenied, actions.InvalidTransition, ValueError) as exc:
             messages.error(request, str(exc))
             return self._to_case(case)
         messages.success(request, f"Case #{case.pk} escalated.")
@@ -341,7 +341,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         if not form.is_valid():
             return self._workspace(request, case, note_form=form)
         try:
-            services.add_note(case, actor=request.user, text=form.cleaned_data["text"])
+            actions.add_note(case, actor=request.user, text=form.cleaned_data["text"])
         except (PermissionDenied, ValueError) as exc:
             messages.error(request, str(exc))
         return self._to_case(case)
@@ -351,7 +351,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         case = self._case_or_404(request, case_id)
         self._require_any(request, "cases.claim_case", "cases.decide_case")
         try:
-            services.release_claim(case, actor=request.user)
+            actions.release_claim(case, actor=request.user)
         except PermissionDenied as exc:
             messages.error(request, str(exc))
             return self._to_case(case)
@@ -363,8 +363,8 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         case = self._case_or_404(request, case_id)
         self._require_any(request, "cases.close_case")
         try:
-            services.close_case(case, actor=request.user)
-        except (PermissionDenied, services.InvalidTransition) as exc:
+            actions.close_case(case, actor=request.user)
+        except (PermissionDenied, actions.InvalidTransition) as exc:
             messages.error(request, str(exc))
         return self._to_case(case)
 
@@ -376,8 +376,8 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         if not form.is_valid():
             return self._workspace(request, case, reopen_form=form)
         try:
-            services.reopen_case(case, actor=request.user, reason=form.cleaned_data["reason"])
-        except (PermissionDenied, services.InvalidTransition, ValueError) as exc:
+            actions.reopen_case(case, actor=request.user, reason=form.cleaned_data["reason"])
+        except (PermissionDenied, actions.InvalidTransition, ValueError) as exc:
             messages.error(request, str(exc))
         return self._to_case(case)
 
@@ -386,7 +386,7 @@ class CaseAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         case = self._case_or_404(request, case_id)
         self._require_any(request, "cases.escalate_case", "cases.decide_case")
         try:
-            services.tick_checklist_item(case, item, actor=request.user)
+            actions.tick_checklist_item(case, item, actor=request.user)
         except (PermissionDenied, ValueError) as exc:
             messages.error(request, str(exc))
         return self._to_case(case)
@@ -461,7 +461,7 @@ class EnforcementActionAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.Mod
     @admin.action(description=_("Retry the delivery of the selected failed actions"))
     def retry_delivery(self, request, queryset):
         retried = sum(
-            services.retry_delivery(action, actor=request.user)
+            actions.retry_delivery(action, actor=request.user)
             for action in queryset.filter(status=EnforcementAction.Status.FAILED)
         )
         self.message_user(request, f"{retried} deliveries queued again.", messages.SUCCESS)

@@ -4,7 +4,7 @@ from bakkme_safety import policy
 from bakkme_safety.policy import RestrictedFeature, Severity, Violation
 from bakkme_safety.roles import ESCALATION_ROLES, Role
 
-from .services import DecisionInput
+from .actions import DecisionInput
 
 
 class DecisionForm(forms.Form):
@@ -53,7 +53,7 @@ class EscalationForm(forms.Form):
 
     def __init__(self, *args, decided: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        if decided:  # a decided case is only handed to legal (cases.services.escalate_case)
+        if decided:  # a decided case is only handed to legal (cases.actions.escalate_case)
             self.fields["to_role"].choices = [(Role.LEGAL.value, Role.LEGAL.label)]
 
 

@@ -2,8 +2,8 @@
 
 from staff import signals as staff_signals
 
+from .actions import release_claim
 from .models import OPEN_STATES, Case
-from .services import release_claim
 
 
 def on_child_safety_access_lost(sender, *, user, reason, **kwargs) -> list[int]:

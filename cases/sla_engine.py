@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from bakkme_safety.roles import Role
 from core.bulk import update_rows
-from staff import services as staff
+from staff import actions as staff
 from staff.models import Notification
 
 from .models import (

@@ -4,7 +4,7 @@ import logging
 
 from django.utils import timezone
 
-from staff.services import deliver_emails
+from staff.actions import deliver_emails
 
 from . import sla_engine
 

@@ -44,7 +44,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bakkme_safety.roles import Role
-from staff import services as staff
+from staff import actions as staff
 from staff.models import Notification
 
 from . import http, signing
@@ -270,7 +270,7 @@ def alert_failures(case_ids: list[int], now: datetime) -> list[Notification]:
 def requeue(row, now: datetime | None = None) -> bool:
     """A failed delivery goes back to pending for another BAKKME_WEBHOOK_GIVE_UP_HOURS and a run
     is queued once this commits. The apps' actions call this (with an actor, and an event of
-    their own: cases.services.retry_delivery, legal.freeze.retry_records_request)."""
+    their own: cases.actions.retry_delivery, legal.freeze.retry_records_request)."""
     now = now or timezone.now()
     updated = (
         type(row)

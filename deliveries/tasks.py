@@ -11,7 +11,7 @@ def deliver() -> dict:
     """One run of the outbox (schedule "platform-webhooks", every
     BAKKME_WEBHOOK_SCHEDULE_MINUTES, and queued after each change); then the alerts' e-mails."""
     # Imported here: django-q2 imports task modules before the app registry is ready.
-    from staff.services import deliver_emails  # noqa: PLC0415
+    from staff.actions import deliver_emails  # noqa: PLC0415
 
     from .outbox import deliver_due  # noqa: PLC0415
 

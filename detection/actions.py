@@ -6,8 +6,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from bakkme_safety import policy
+from cases.actions import InvalidTransition, lock_case, record_event, undo_automatic_actions
 from cases.models import Case, CaseEvent
-from cases.services import InvalidTransition, lock_case, record_event, undo_automatic_actions
 
 from . import banevasion
 from .models import Detection, DetectionMethod, HashEntry
@@ -28,7 +28,7 @@ def review_detection(detection: Detection, *, actor, confirmed: bool) -> Detecti
     may see (a reviewer whose CSAE training expired may not: Child Safety Standards §9.2).
 
     Overturning a hash detection counts a false positive against its bank entry and undoes the
-    automatic actions on that content (cases.services.apply_csam_hash_match) unless another hash
+    automatic actions on that content (cases.actions.apply_csam_hash_match) unless another hash
     detection on the same content still stands. Overturning a ban-evasion detection undoes its
     automatic termination; confirming one lists the evading account's identifiers in turn.
     """

@@ -6,8 +6,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Sum
 from simple_history.admin import SimpleHistoryAdmin
 
+from cases.actions import InvalidTransition
 from cases.admin_scoping import CaseScopedAdminMixin
-from cases.services import InvalidTransition
 from core.admin import ReadOnlyAdminMixin
 
 from .actions import review_detection
@@ -171,7 +171,7 @@ class DetectionAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
 @admin.register(BanEvasionIdentifier)
 class BanEvasionIdentifierAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The identifiers of permanently banned accounts. Listed by the ban (cases.services);
+    """The identifiers of permanently banned accounts. Listed by the ban (cases.actions);
     searching for an e-mail address or a phone number looks up its hash."""
 
     list_display = ("kind", "value", "account_platform_id", "source_case", "last_seen_at")

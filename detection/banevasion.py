@@ -1,12 +1,12 @@
 """Ban evasion (README "Detection").
 
-A permanent_ban action (cases.services.decide_case) lists the banned account's identifiers known
+A permanent_ban action (cases.actions.decide_case) lists the banned account's identifiers known
 from its account_created and login events. A later account_created or login event of another
 account carrying one of them opens a P1 case for that account linked to the original case (a
 note naming it) with a ban_evasion detection, and, per BAKKME_BAN_EVASION_AUTO_TERMINATE, a
 permanent_ban action (the termination DESIGN.md prescribes) at once, pending human review:
 overturning the detection undoes it, confirming it lists the evading account's identifiers too
-(cases.services.review_detection). Once per evading account and original case. An IP matches
+(cases.actions.review_detection). Once per evading account and original case. An IP matches
 only within BAKKME_BAN_EVASION_IP_DAYS of the banned account's last use of it.
 """
 
@@ -20,11 +20,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Category, Source, Surface
+from cases.actions import create_action, record_event
 from cases.models import Case, CaseEvent
-from cases.services import create_action, record_event
 from deliveries.outbox import queue_delivery
+from reports.actions import store_reports
 from reports.models import AccountEvent, Report
-from reports.services import store_reports
 
 from .models import BanEvasionIdentifier, Detection, DetectionMethod
 

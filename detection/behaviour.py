@@ -11,9 +11,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from bakkme_safety.policy import Source
+from reports.actions import store_reports
 from reports.events import fingerprint
 from reports.models import AccountEvent, Report
-from reports.services import store_reports
 
 from . import rules
 from .models import Detection, DetectionMethod

@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q, Sum
 
-from cases.services import apply_csam_hash_match
+from cases.actions import apply_csam_hash_match
 from evidence.images import analyse_image
 from evidence.vault import detect_type
 
@@ -261,7 +261,7 @@ def match_file(data: bytes) -> list[Match]:
 def match_item(item) -> list[HashMatch]:
     """Match an evidence item at ingest; record each new match (once per item and entry) with
     its hash detection (detection.Detection) and, for a CSAM bank, take the automatic actions
-    (cases.services.apply_csam_hash_match)."""
+    (cases.actions.apply_csam_hash_match)."""
     matches = match_hashes(
         md5=item.md5, sha256=item.sha256, pdq=item.pdq, pdq_quality=item.pdq_quality
     )

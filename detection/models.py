@@ -26,7 +26,7 @@ class HashBank(models.Model):
     """A bank of known hashes: NCMEC's list, an industry share, or our own confirmed items.
 
     A match against an enabled bank is recorded; a match against a CSAM bank (is_csam) also
-    triggers the automatic actions (cases.services.apply_csam_hash_match).
+    triggers the automatic actions (cases.actions.apply_csam_hash_match).
     """
 
     class BankSource(models.TextChoices):

@@ -4,8 +4,8 @@ what a decision means for the hash banks and the ban-evasion list."""
 
 from bakkme_safety import policy
 from cases import signals as case_signals
+from cases.actions import record_event
 from cases.models import CaseEvent
-from cases.services import record_event
 from evidence import signals as evidence_signals
 from evidence.models import EvidenceKind
 from reports import signals as report_signals

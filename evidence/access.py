@@ -10,8 +10,8 @@ from django.db import transaction
 from django.http import Http404
 from guardian.shortcuts import assign_perm, remove_perm
 
+from cases.actions import ASSIGNEE_PERMISSION, record_event
 from cases.models import OPEN_STATES, Case, CaseEvent
-from cases.services import ASSIGNEE_PERMISSION, record_event
 
 EVIDENCE_PERMISSION = "evidence.view_evidenceitem"
 CASE_EVIDENCE_PERMISSION = "cases.view_case_evidence"

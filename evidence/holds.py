@@ -12,8 +12,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from cases.actions import record_event
 from cases.models import Case, CaseEvent, sees_every_case
-from cases.services import record_event
 from cases.visibility import visible_case_ids
 
 from . import custody

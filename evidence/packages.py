@@ -46,7 +46,7 @@ from django.http import Http404
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from cases.services import timeline
+from cases.actions import timeline
 
 from . import access, checkpoints, crypto, custody, recipients, signals, vault
 from .models import CustodyEvent, EvidenceItem, EvidenceKind, EvidencePackage
@@ -977,7 +977,7 @@ def open_download(package: EvidencePackage, user, *, via: str = "admin") -> Iter
 def _refuse_tampered(package: EvidencePackage, problem: str) -> None:
     """Fail the package for good, alert the CSO, refuse the download."""
     from bakkme_safety.roles import Role
-    from staff import services as staff
+    from staff import actions as staff
     from staff.models import Notification
 
     message = (

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
+from cases.actions import ASSIGNEE_PERMISSION
 from cases.models import OPEN_STATES, Case, CaseGroupObjectPermission, CaseUserObjectPermission
-from cases.services import ASSIGNEE_PERMISSION
 
 from .access import CASE_EVIDENCE_PERMISSION, EVIDENCE_PERMISSION
 from .models import EvidenceItem, PreviewSettings

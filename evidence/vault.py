@@ -258,7 +258,7 @@ def check(item: EvidenceItem) -> str | None:
 def refuse_tampered(item: EvidenceItem, problem: str, *, actor=None, purpose: str = "") -> None:
     """Record a failed verification, alert the CSO, refuse the read."""
     from bakkme_safety.roles import Role
-    from staff import services as staff
+    from staff import actions as staff
     from staff.models import Notification
 
     now = timezone.now()

@@ -1,8 +1,8 @@
 """Admin for legal staff: CyberTipline reports (review a case's draft, file it, retract an
 unfinished filing) and law-enforcement referrals and requests.
 
-Thin: filing, retracting and the holds of a preservation request are legal.services calls.
-"File" queues the filing and returns at once; a django-q2 task runs it (services.run_filing)
+Thin: filing, retracting and the holds of a preservation request are legal.actions calls.
+"File" queues the filing and returns at once; a django-q2 task runs it (actions.run_filing)
 and the report's page shows each step, reloading itself (a meta refresh: the CSP allows no
 inline script) until the filing stops. An interrupted filing is resumed by filing again.
 """
@@ -26,8 +26,8 @@ from cases.visibility import scope_to_visible_cases
 from core.admin import ReadOnlyAdminMixin
 from evidence.models import EvidencePackage
 
+from . import actions, duties, filing, freeze_admin  # noqa: F401  (freeze_admin registers itself)
 from . import draft as drafts
-from . import duties, filing, freeze_admin, services  # noqa: F401  (freeze_admin registers itself)
 from .cybertip_client import target
 from .cybertip_xml import report_items
 from .forms import DraftEditor
@@ -96,7 +96,7 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
 
     def has_add_permission(self, request):
         # "Add" is where a filing starts: a case number, then its draft.
-        return request.user.has_perm(services.FILE_PERMISSION)
+        return request.user.has_perm(actions.FILE_PERMISSION)
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -120,9 +120,9 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
         ]
 
     def _case(self, request, case_id):
-        if not request.user.has_perm(services.FILE_PERMISSION):
+        if not request.user.has_perm(actions.FILE_PERMISSION):
             raise PermissionDenied
-        case = services.visible_cases(request.user).filter(pk=case_id).first()
+        case = actions.visible_cases(request.user).filter(pk=case_id).first()
         if case is None:
             raise Http404("No such case.")
         return case
@@ -133,7 +133,7 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
         form = CaseNumberForm(request.GET or None)
         if form.is_valid():
             case_id = form.cleaned_data["case"]
-            if services.visible_cases(request.user).filter(pk=case_id).exists():
+            if actions.visible_cases(request.user).filter(pk=case_id).exists():
                 return redirect("admin:legal_cybertiplinereport_draft", case_id)
             form.add_error("case", "No such case.")
         context = {
@@ -145,10 +145,10 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
         return TemplateResponse(request, "admin/legal/cybertiplinereport/start.html", context)
 
     def _draft_page(self, request, case, form, status=200, *, editor=None, refused_xml=""):
-        xml, problems = services.draft(case)
-        report = services.current_report(case)
+        xml, problems = actions.draft(case)
+        report = actions.current_report(case)
         sent = bool(report and report.report_id)
-        can_edit = request.user.has_perm(services.FILE_PERMISSION) and drafts.editable(report)
+        can_edit = request.user.has_perm(actions.FILE_PERMISSION) and drafts.editable(report)
         if editor is None:  # the saved draft, its problems next to their fields
             saved = report.draft if report and report.draft else drafts.current_draft(case)
             editor = DraftEditor(drafts.with_current_files(case, saved), disabled=not can_edit)
@@ -172,7 +172,7 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
             "can_edit": can_edit,
             "refused_xml": refused_xml,
             # Auditors read the draft page; only legal staff and the CSO see "File".
-            "can_file": request.user.has_perm(services.FILE_PERMISSION)
+            "can_file": request.user.has_perm(actions.FILE_PERMISSION)
             and not (report and report.status == CyberTiplineReport.Status.FINISHED),
         }
         return TemplateResponse(
@@ -183,12 +183,12 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
         """Legal staff and the CSO edit a case's draft, auditors read it (403 on a save); a
         case outside the person's cases is "No such case." (404)."""
         user = request.user
-        may_file = user.has_perm(services.FILE_PERMISSION)
+        may_file = user.has_perm(actions.FILE_PERMISSION)
         if not (may_file or user.has_perm("legal.view_cybertiplinereport")) or (
             edit and not may_file
         ):
             raise PermissionDenied
-        case = services.visible_cases(user).filter(pk=case_id).first()
+        case = actions.visible_cases(user).filter(pk=case_id).first()
         if case is None:
             raise Http404("No such case.")
         return case
@@ -198,7 +198,7 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
         (legal.draft.save_draft), refused field by field when NCMEC's schema would be."""
         saving = request.method == "POST"
         case = self._draft_case(request, case_id, edit=saving)
-        if not request.user.has_perm(services.FILE_PERMISSION):
+        if not request.user.has_perm(actions.FILE_PERMISSION):
             return self._draft_page(request, case, FileForm())
         # Opening the page creates the case's record and its initial draft when missing.
         report = drafts.open_draft(case, actor=request.user)
@@ -238,16 +238,16 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
         if not form.is_valid():
             return self._draft_page(request, case, form)
         try:
-            report = services.request_filing(case, request.user)
-        except services.InvalidDraft as exc:
+            report = actions.request_filing(case, request.user)
+        except actions.InvalidDraft as exc:
             form.add_error(None, "The report does not validate; nothing was sent.")
             for problem in exc.problems:
                 form.add_error(None, str(problem))
             return self._draft_page(request, case, form)
-        except services.FilingRunning as exc:
+        except actions.FilingRunning as exc:
             messages.warning(request, str(exc))
             return redirect("admin:legal_cybertiplinereport_change", exc.report.pk)
-        except services.FilingError as exc:
+        except actions.FilingError as exc:
             messages.error(request, f"The filing stopped: {exc}")
             if exc.report is not None:
                 return redirect("admin:legal_cybertiplinereport_change", exc.report.pk)
@@ -264,7 +264,7 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
     def retract_view(self, request, object_id):
         if request.method != "POST":
             raise Http404("Use the form on the report's page.")
-        if not request.user.has_perm(services.FILE_PERMISSION):
+        if not request.user.has_perm(actions.FILE_PERMISSION):
             raise PermissionDenied
         report = None
         if str(object_id).isdigit():
@@ -276,8 +276,8 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
             messages.error(request, "Give the reason for retracting the report.")
         else:
             try:
-                services.retract(report, request.user, reason=form.cleaned_data["reason"])
-            except (ValidationError, services.FilingError) as exc:
+                actions.retract(report, request.user, reason=form.cleaned_data["reason"])
+            except (ValidationError, actions.FilingError) as exc:
                 messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
             else:
                 messages.success(request, "The report was retracted.")
@@ -291,11 +291,11 @@ class CyberTiplineReportAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, SimpleHi
             "can_retract": report is not None
             and report.status
             not in (CyberTiplineReport.Status.FINISHED, CyberTiplineReport.Status.RETRACTED)
-            and request.user.has_perm(services.FILE_PERMISSION),
+            and request.user.has_perm(actions.FILE_PERMISSION),
             "can_resume": report is not None
             and report.status
             not in (CyberTiplineReport.Status.FINISHED, CyberTiplineReport.Status.RETRACTED)
-            and request.user.has_perm(services.FILE_PERMISSION),
+            and request.user.has_perm(actions.FILE_PERMISSION),
         }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
@@ -315,7 +315,7 @@ def _filing_context(report: CyberTiplineReport | None) -> dict:
         "no_worker": waited is not None and waited.total_seconds() > 60,
         "filing_stalled": filing.stalled(report, now),
         "refresh_seconds": settings.BAKKME_CYBERTIP_REFRESH_SECONDS if active else None,
-        "what_to_do": services.what_to_do(report, now),
+        "what_to_do": actions.what_to_do(report, now),
     }
 
 
@@ -328,7 +328,7 @@ class _VisibleCaseForm(forms.ModelForm):
         if not cases:
             return
         try:
-            services.check_request_cases(self.user, cases)
+            actions.check_request_cases(self.user, cases)
         except PermissionDenied as exc:
             raise ValidationError(str(exc)) from exc
 
@@ -405,13 +405,13 @@ class LawEnforcementReferralAdmin(CaseScopedAdminMixin, _UserFormMixin, SimpleHi
         return False
 
     def save_model(self, request, obj, form, change):
-        services.save_referral(obj, request.user)
+        actions.save_referral(obj, request.user)
 
 
 @admin.register(LawEnforcementRequest)
 class LawEnforcementRequestAdmin(CaseScopedAdminMixin, _UserFormMixin, SimpleHistoryAdmin):
     """Legal process received: a request linked to a case the person may not see is not
-    theirs to see (services.visible_requests)."""
+    theirs to see (actions.visible_requests)."""
 
     form = RequestForm
     list_display = ("__str__", "agency", "process_type", "received_on", "due_at", "responded_on")
@@ -422,7 +422,7 @@ class LawEnforcementRequestAdmin(CaseScopedAdminMixin, _UserFormMixin, SimpleHis
     readonly_fields = ("holds_placed", "created_by", "created_at")
 
     def scope_queryset(self, queryset, request):
-        return queryset.filter(pk__in=services.visible_requests(request.user).values("pk"))
+        return queryset.filter(pk__in=actions.visible_requests(request.user).values("pk"))
 
     @admin.display(description="holds placed")
     def holds_placed(self, obj):
@@ -433,7 +433,7 @@ class LawEnforcementRequestAdmin(CaseScopedAdminMixin, _UserFormMixin, SimpleHis
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        services.save_request(
+        actions.save_request(
             obj,
             request.user,
             cases=data.get("cases"),

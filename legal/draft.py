@@ -442,7 +442,7 @@ def editable(report: CyberTiplineReport | None) -> bool:
 
 
 def _may_edit(actor, case) -> None:
-    from .services import may_file
+    from .actions import may_file
 
     if not may_file(actor, case):
         raise PermissionDenied("You may not edit this CyberTipline draft.")

@@ -29,11 +29,11 @@ from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Priority
 from bakkme_safety.roles import Role
+from cases.actions import grant_to_legal, record_event
 from cases.models import Case, CaseEvent, sees_every_case
-from cases.services import grant_to_legal, record_event
 from cases.sla import sla_status, warning_times
 from cases.visibility import visible_case_ids
-from staff import services as staff
+from staff import actions as staff
 from staff.models import Notification
 
 from .models import CyberTiplineReport, LawEnforcementRequest, LegalDuty

@@ -1,4 +1,4 @@
-"""The lease a filing run holds on its CyberTipline report (legal.services.run_filing).
+"""The lease a filing run holds on its CyberTipline report (legal.actions.run_filing).
 
 django-q2 delivers a task at least once: the filing task may run twice at the same time (a
 delivery again while the first still runs) or after its worker died. A run therefore claims the

@@ -27,8 +27,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bakkme_safety.policy import ActionType
+from cases.actions import create_action, record_event
 from cases.models import Case, CaseEvent, EnforcementAction
-from cases.services import create_action, record_event
 from deliveries.outbox import DeliveryKind, due, queue_delivery, requeue
 from evidence import holds
 from evidence.models import LegalHold

@@ -1,7 +1,7 @@
 """Legal staff's own records: CyberTipline reports filed with NCMEC, law-enforcement referrals
 and the legal process received from law enforcement.
 
-Rows change only through legal.services (the filing state machine, the hold a preservation
+Rows change only through legal.actions (the filing state machine, the hold a preservation
 request places); the admin and the commands call the same functions.
 """
 
@@ -15,7 +15,7 @@ from deliveries.models import DELIVERY_FIELDS, WebhookDelivery
 
 class CyberTiplineReport(models.Model):
     """One report to NCMEC about one case. Each completed step of the filing is saved before the
-    next one starts, so an interrupted filing resumes where it stopped (legal.services)."""
+    next one starts, so an interrupted filing resumes where it stopped (legal.actions)."""
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -28,7 +28,7 @@ class CyberTiplineReport(models.Model):
         FAILED_NEEDS_REVIEW = "failed_needs_review", "Failed: needs legal review"
 
     class Step(models.TextChoices):
-        """Where the filing in the background is (legal.services.request_filing, run_filing)."""
+        """Where the filing in the background is (legal.actions.request_filing, run_filing)."""
 
         QUEUED = "queued", "Waiting for a worker"
         SUBMIT = "submit", "Submitting the report"

@@ -19,8 +19,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from cases.actions import record_event
 from cases.models import CaseEvent
-from cases.services import record_event
 from evidence import vault
 from evidence.models import EvidenceKind
 from evidence.storage import evidence_storage

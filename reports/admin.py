@@ -5,12 +5,12 @@ from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case, sees_every_case
 from core.admin import ReadOnlyAdminMixin
 
+from .actions import create_integration
 from .models import (
     AccountEvent,
     Integration,
     Report,
 )
-from .services import create_integration
 
 
 @admin.register(Report)

@@ -22,7 +22,7 @@ from cases.visibility import visible_case_ids
 from core.admin import ReadOnlyAdminMixin
 from core.formatting import format_duration
 
-from . import compliance, exposure, privileges, services
+from . import actions, compliance, exposure, privileges
 from .models import Notification, PrivilegeRequest, StaffProfile
 
 
@@ -77,7 +77,7 @@ class NotificationAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
 
     @admin.action(description="Mark as read")
     def mark_read(self, request, queryset):
-        count = services.mark_read(request.user, list(queryset.values_list("pk", flat=True)))
+        count = actions.mark_read(request.user, list(queryset.values_list("pk", flat=True)))
         messages.success(request, f"{count} marked as read.")
 
     def get_urls(self):
@@ -94,7 +94,7 @@ class NotificationAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
         notification = self.get_queryset(request).filter(pk=pk).first()
         if notification is None:
             raise Http404("No such notification.")
-        services.mark_read(request.user, [pk])
+        actions.mark_read(request.user, [pk])
         if notification.case_id:
             return redirect(reverse("admin:cases_case_change", args=[notification.case_id]))
         if notification.case_ids:
@@ -105,7 +105,7 @@ class NotificationAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
     def read_all_view(self, request):
         if request.method != "POST":
             raise Http404("Use the button.")
-        services.mark_read(request.user)
+        actions.mark_read(request.user)
         return redirect("admin:staff_notification_changelist")
 
     def shift_view(self, request):
@@ -113,7 +113,7 @@ class NotificationAdmin(CaseScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
         if request.method != "POST":
             raise Http404("Use the button.")
         on = request.POST.get("on_shift") == "1"
-        services.set_on_shift(request.user, on)
+        actions.set_on_shift(request.user, on)
         messages.success(request, "You are on shift." if on else "Your shift has ended.")
         return _back(request)
 
@@ -154,7 +154,7 @@ class ComplianceRecordForm(forms.ModelForm):
 @admin.register(StaffProfile)
 class StaffProfileAdmin(SimpleHistoryAdmin):
     """The compliance record: the CSO and admins keep trainings and background checks here
-    (through staff.services.update_compliance_record, which records who changed what).
+    (through staff.actions.update_compliance_record, which records who changed what).
 
     Whether someone left CSAE duties is theirs: it is in the history, never a column here, on
     the dashboard or in an export.
@@ -205,13 +205,13 @@ class StaffProfileAdmin(SimpleHistoryAdmin):
         if request.method == "POST" and object_id is not None:
             profile = self.get_object(request, unquote(object_id))
             if profile is not None and profile.user_id == request.user.pk:
-                # The rule is services.update_compliance_record's; this only gives its reason
+                # The rule is actions.update_compliance_record's; this only gives its reason
                 # where Django would refuse the read-only page without one.
-                raise PermissionDenied(services.OWN_RECORD_REFUSED)
+                raise PermissionDenied(actions.OWN_RECORD_REFUSED)
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
-        profile = services.update_compliance_record(
+        profile = actions.update_compliance_record(
             obj.user, actor=request.user, **{f: form.cleaned_data[f] for f in RECORD_FIELDS}
         )
         obj.pk = profile.pk
@@ -267,14 +267,14 @@ class StaffProfileAdmin(SimpleHistoryAdmin):
         if request.method != "POST":
             raise Http404("Use the button.")
         if request.POST.get("csae_duties") == "leave":
-            released = services.leave_csae_duties(request.user)
+            released = actions.leave_csae_duties(request.user)
             text = "You left CSAE duties: child-safety cases are no longer in your queue."
             if released:
                 cases = ", ".join(f"#{pk}" for pk in released)
                 text += f" The child-safety cases you held went back to the queue ({cases})."
             messages.success(request, text)
         elif request.POST.get("csae_duties") == "rejoin":
-            status = services.rejoin_csae_duties(request.user)
+            status = actions.rejoin_csae_duties(request.user)
             if status.may_handle_child_safety:
                 messages.success(request, "You are back on CSAE duties.")
             else:

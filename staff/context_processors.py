@@ -1,5 +1,5 @@
 from . import compliance
-from .services import unread_count
+from .actions import unread_count
 
 
 def staff_bar(request):

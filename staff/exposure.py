@@ -10,7 +10,7 @@ when the person is on shift, else at the start of the current day (UTC): a new s
 count again.
 
 At BAKKME_EXPOSURE_LIMIT_MINUTES, "next case" gives that person no more child-safety cases
-(cases.services.claimable_cases) and the queue shows a break notice. What they hold, they keep.
+(cases.actions.claimable_cases) and the queue shows a break notice. What they hold, they keep.
 
 A wellbeing figure, not a performance one: the CSO dashboard lists it per person on shift.
 """

@@ -16,12 +16,12 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from audit.actions import record
 from audit.models import AuditEvent
-from audit.services import record
 from bakkme_safety.roles import Role
 
+from .actions import notify_role
 from .models import Notification
-from .services import notify_role
 
 Action = AuditEvent.Action
 

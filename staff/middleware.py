@@ -13,7 +13,7 @@ middleware (sessions, messages, the second factor) has set the request up.
 
 from django.contrib import messages
 
-from . import compliance, services
+from . import actions, compliance
 
 
 class StaffComplianceMiddleware:
@@ -28,7 +28,7 @@ class StaffComplianceMiddleware:
         if user is None or not user.is_authenticated or not user.is_staff:
             return None
         compliance.enable_request_cache(user)
-        status, released = services.enforce_compliance(user)
+        status, released = actions.enforce_compliance(user)
         if released:
             cases = ", ".join(f"#{pk}" for pk in released)
             messages.warning(

@@ -19,8 +19,8 @@ class StaffProfile(models.Model):
     """One member of staff: their shift, and what child-safety work needs of them.
 
     The compliance record (trainings, background check) is kept by the CSO or an admin through
-    staff.services.update_compliance_record; what it allows is staff.compliance. Leaving CSAE
-    duties is the person's own choice (staff.services.leave_csae_duties): recorded in the
+    staff.actions.update_compliance_record; what it allows is staff.compliance. Leaving CSAE
+    duties is the person's own choice (staff.actions.leave_csae_duties): recorded in the
     history, never counted as a performance figure.
     """
 

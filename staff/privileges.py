@@ -19,8 +19,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.actions import record
 from audit.models import AuditEvent
-from audit.services import record
 from bakkme_safety.roles import PRIVILEGED_ROLES, Role
 
 from .models import PrivilegeRequest

@@ -6,8 +6,8 @@ from axes.signals import user_locked_out
 from django.conf import settings
 
 from audit import signals as audit_signals
+from audit.actions import record_about_username
 from audit.models import AuditEvent
-from audit.services import record_about_username
 
 from .lockout import lockout_state
 from .login_spray import detect_login_spray

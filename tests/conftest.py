@@ -5,7 +5,7 @@ from django.conf import settings
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
-from reports.services import create_integration
+from reports.actions import create_integration
 
 from .factories import UserFactory
 

@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from reports.actions import build_report, ingest_reports, payload_fingerprint
 from reports.models import Integration
-from reports.services import build_report, ingest_reports, payload_fingerprint
 from staff.models import BackgroundCheck, StaffProfile
 
 

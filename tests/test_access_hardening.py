@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from cases import services
+from cases import actions
 from cases.admin_scoping import CaseScopedAdminMixin
 from cases.models import Case
 from detection.actions import review_detection
@@ -26,12 +26,12 @@ from detection.models import Detection, HashBank, HashEntry, HashMatch
 from evidence import access, holds, vault
 from evidence.models import EvidenceItem, LegalHold
 from evidence.samples import pattern_png
-from legal import services as legal_services
+from legal import actions as legal_actions
 from legal.models import LawEnforcementRequest
 from reports.models import Report
 from staff import privileges
+from staff.actions import notify
 from staff.models import Notification, PrivilegeRequest, StaffProfile
-from staff.services import notify
 
 from .factories import UserFactory, make_report
 
@@ -372,7 +372,7 @@ def csam_detection(integration):
         method="hash",
         matched={"bank": bank.name, "entry": entry.pk, "distance": 0},
     )
-    services.apply_csam_hash_match(item, [match])
+    actions.apply_csam_hash_match(item, [match])
     return detection, match
 
 
@@ -453,13 +453,13 @@ def test_legal_see_only_the_requests_of_cases_they_can_see(client, integration, 
         agency="placeholder", process_type="subpoena", received_on=timezone.localdate()
     )
     seen.cases.add(seen_case)
-    assert set(legal_services.visible_requests(legal)) == {seen}
+    assert set(legal_actions.visible_requests(legal)) == {seen}
     client.force_login(legal)
     listing = client.get(reverse("admin:legal_lawenforcementrequest_changelist"))
     assert list(listing.context["cl"].result_list) == [seen]
     hidden_url = reverse("admin:legal_lawenforcementrequest_change", args=[hidden.pk])
     assert client.get(hidden_url).status_code == 404
-    assert set(legal_services.visible_requests(cso)) == {hidden, seen}
+    assert set(legal_actions.visible_requests(cso)) == {hidden, seen}
 
 
 # --- Other rows that hang off a case ----------------------------------------------------------

@@ -27,9 +27,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_q.models import Schedule
 
 from audit.models import AuditEvent
-from cases import services
+from cases import actions
+from cases.actions import DecisionInput
 from cases.models import Case, EnforcementAction
-from cases.services import DecisionInput
 from detection.models import (
     BanEvasionIdentifier,
     BlockedLink,
@@ -47,9 +47,9 @@ from legal import duties
 from legal.freeze import freeze_account
 from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
 from reports.models import AccountEvent
+from staff.actions import notify
 from staff.models import Notification, StaffProfile
 from staff.privileges import request_privilege
-from staff.services import notify
 
 from .factories import UserFactory, make_report
 
@@ -115,7 +115,7 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
 
     report = make_report(integration, category="grooming", reported_account={"platform_id": "u-m"})
     case = report.case
-    assert services.claim_next_case(people["assigned"]) == case
+    assert actions.claim_next_case(people["assigned"]) == case
     item = vault.collect(io.BytesIO(pattern_png(seed=1)), case=case, report=report)
     hold = holds.place(by=people["cso"], reason="placeholder", authority="litigation", case=case)
     grant(case, people["legal_granted"], by=people["cso"], reason="placeholder")
@@ -127,7 +127,7 @@ def world(integration, django_capture_on_commit_callbacks, evidence_root, settin
     assert package.status == "ready", package.error
 
     other = make_report(integration, category="other", reported_account={"platform_id": "u-o"})
-    services.decide_case(
+    actions.decide_case(
         other.case, DecisionInput("no_violation", "placeholder"), actor=people["senior"]
     )
     action = EnforcementAction.objects.create(case=other.case, type="warn")

@@ -251,8 +251,8 @@ def test_email_normalisation(given, normalised):
 
 @pytest.fixture
 def banned_case(api, integration, senior, django_capture_on_commit_callbacks):
-    from cases import services
-    from cases.services import DecisionInput
+    from cases import actions
+    from cases.actions import DecisionInput
 
     from .factories import make_report
 
@@ -263,7 +263,7 @@ def banned_case(api, integration, senior, django_capture_on_commit_callbacks):
     )
     case = make_report(integration, reported_account={"platform_id": "banned-1"}).case
     with django_capture_on_commit_callbacks():
-        services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+        actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
     return case
 
 
@@ -377,8 +377,8 @@ def test_confirming_a_ban_evasion_detection_lists_the_new_accounts_identifiers(
 def test_an_ip_matches_only_while_the_banned_account_recently_used_it(
     api, integration, senior, settings, django_capture_on_commit_callbacks
 ):
-    from cases import services
-    from cases.services import DecisionInput
+    from cases import actions
+    from cases.actions import DecisionInput
 
     from .factories import make_report
 
@@ -388,7 +388,7 @@ def test_an_ip_matches_only_while_the_banned_account_recently_used_it(
     api.post(URL, old, format="json")
     case = make_report(integration, reported_account={"platform_id": "banned-2"}).case
     with django_capture_on_commit_callbacks():
-        services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+        actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
     # The banned account used the address 40 days ago: a new account on it now is not a hit.
     api.post(URL, login(2, "new-5", ip="192.0.2.7"), format="json")
     assert not Case.objects.filter(account_platform_id="new-5").exists()

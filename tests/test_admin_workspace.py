@@ -4,7 +4,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases import services
+from cases import actions
 from cases.models import Case, Decision, EnforcementAction
 
 from .factories import UserFactory, make_report
@@ -87,7 +87,7 @@ def test_search_finds_a_case_by_account_username_or_content_id(client, reviewer,
 def test_the_assignee_filter_offers_the_people_holding_a_case(client, reviewer, integration):
     idle = UserFactory(username="idle", roles=["reviewer"])
     make_report(integration)
-    services.claim_next_case(reviewer)
+    actions.claim_next_case(reviewer)
     response = login(client, idle).get(QUEUE)
     (assignee_filter,) = [f for f in response.context["cl"].filter_specs if f.title == "assignee"]
     assert [label for _, label in assignee_filter.lookup_choices] == ["rita"]
@@ -153,7 +153,7 @@ def test_deciding_shows_the_actions_first_then_creates_them_on_confirmation(
 ):
     make_report(integration, category="csam")
     login(client, reviewer)
-    case = Case.objects.get(pk=services.claim_next_case(reviewer).pk)
+    case = Case.objects.get(pk=actions.claim_next_case(reviewer).pk)
     url = reverse("admin:cases_case_decide", args=[case.pk])
     form = {"violation": "csam_distribution", "rationale": "placeholder rationale"}
 

@@ -9,12 +9,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from cases import services as case_services
-from cases.services import DecisionInput
+from cases import actions as case_actions
+from cases.actions import DecisionInput
 from evidence import vault
 from evidence.models import CustodyEvent, EvidenceKind, LegalHold
 from evidence.samples import pattern_png
-from legal import cybertip_xml, services
+from legal import actions, cybertip_xml
 from legal.cybertip_client import CyberTiplineClient, NcmecRejected, NcmecUnavailable
 from legal.models import CyberTiplineReport
 
@@ -59,7 +59,7 @@ def case_with_evidence(integration, cso, filer, *, category="grooming", big=Fals
 
 
 def decide(case, violation, senior, **extra):
-    case_services.decide_case(case, DecisionInput(violation, "placeholder", **extra), actor=senior)
+    case_actions.decide_case(case, DecisionInput(violation, "placeholder", **extra), actor=senior)
     case.refresh_from_db()
     return case
 
@@ -83,7 +83,7 @@ def test_the_report_of_each_reportable_violation_validates(
 ):
     report = make_report(integration, category="grooming", surface="post")
     case = decide(report.case, violation, senior, enticement=violation == "grooming")
-    xml, problems = services.draft(case)
+    xml, problems = actions.draft(case)
     assert problems == [], problems
     assert settings.BAKKME_CYBERTIP_INCIDENT_TYPES[violation] in xml
     assert f"<espIdentifier>{case.account_platform_id}</espIdentifier>" in xml
@@ -109,7 +109,7 @@ def test_file_details_carry_the_hash_and_generative_ai(integration, senior):
 )
 def test_an_undecided_case_gives_a_valid_draft_from_its_categories(category, integration):
     report = make_report(integration, category=category, surface="chat")
-    xml, problems = services.draft(report.case)
+    xml, problems = actions.draft(report.case)
     assert problems == [], problems
     assert "<chatImIncident>" in xml
     # P0 (imminent danger) asks NCMEC to escalate.
@@ -121,11 +121,11 @@ def test_an_invalid_draft_is_refused_field_by_field_and_nothing_is_sent(
 ):
     # An under-13 user is no CyberTipline incident: the draft has no valid incidentType.
     case = case_with_evidence(integration, cso, filer, category="underage_user")
-    _, problems = services.draft(case)
+    _, problems = actions.draft(case)
     assert problems and problems[0].path == "/report/incidentSummary/incidentType"
     assert "incidentType" in problems[0].message
-    with pytest.raises(services.InvalidDraft) as raised:
-        services.file_report(case, filer)
+    with pytest.raises(actions.InvalidDraft) as raised:
+        actions.file_report(case, filer)
     assert [p.path for p in raised.value.problems] == [p.path for p in problems]
     assert ncmec.calls == []
     assert not CyberTiplineReport.objects.filter(case=case).exists()
@@ -133,10 +133,10 @@ def test_an_invalid_draft_is_refused_field_by_field_and_nothing_is_sent(
 
 def test_a_document_is_checked_again_before_it_is_sent(ncmec, integration, cso, filer):
     case = case_with_evidence(integration, cso, filer)
-    report = services.request_filing(case, filer, queue=False)
+    report = actions.request_filing(case, filer, queue=False)
     report.xml = report.xml.replace("<incidentDateTime>", "<incidentDateTime>not a date")
     with pytest.raises(cybertip_xml.InvalidDocument) as raised:
-        services._submit(report, filer, CyberTiplineClient())
+        actions._submit(report, filer, CyberTiplineClient())
     assert raised.value.problems[0].path == "/report/incidentSummary/incidentDateTime"
     assert ncmec.calls == []
 
@@ -147,7 +147,7 @@ def test_a_document_is_checked_again_before_it_is_sent(ncmec, integration, cso, 
 def test_the_whole_filing(ncmec, integration, cso, filer, settings):
     case = case_with_evidence(integration, cso, filer)
     items = list(case.evidence.order_by("pk"))
-    report = services.file_report(case, filer)
+    report = actions.file_report(case, filer)
 
     report.refresh_from_db()
     assert report.status == Status.FINISHED and report.report_id in ncmec.reports
@@ -173,7 +173,7 @@ def test_the_whole_filing(ncmec, integration, cso, filer, settings):
         assert event.detail["recipient"] == "NCMEC"
 
     # Filing again changes nothing and sends nothing.
-    assert services.file_report(case, filer).pk == report.pk
+    assert actions.file_report(case, filer).pk == report.pk
     assert ncmec.count("/submit") == 1 and len(ncmec.calls) == 6
 
 
@@ -186,15 +186,15 @@ def test_a_crash_between_upload_and_finish_resumes_without_a_second_report(
         if step == "uploaded":
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(services, "_checkpoint", crash)
+    monkeypatch.setattr(actions, "_checkpoint", crash)
     with pytest.raises(RuntimeError):
-        services.file_report(case, filer)
-    report = services.current_report(case)
+        actions.file_report(case, filer)
+    report = actions.current_report(case)
     assert report.report_id and report.status == Status.UPLOADING
     assert report.files.exclude(file_id="").count() == 1
 
-    monkeypatch.setattr(services, "_checkpoint", lambda report, step: None)
-    again = services.file_report(case, filer)
+    monkeypatch.setattr(actions, "_checkpoint", lambda report, step: None)
+    again = actions.file_report(case, filer)
     assert again.pk == report.pk and again.report_id == report.report_id
     assert again.status == Status.FINISHED
     assert ncmec.count("/submit") == 1
@@ -211,31 +211,31 @@ def test_an_interrupted_submission_is_not_sent_again(ncmec, integration, cso, fi
 
     monkeypatch.setattr(CyberTiplineClient, "submit", crash)
     with pytest.raises(RuntimeError):
-        services.file_report(case, filer)
+        actions.file_report(case, filer)
     monkeypatch.undo()
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert report.status == Status.SUBMITTING
-    with pytest.raises(services.FilingError, match="interrupted"):
-        services.file_report(case, filer)
+    with pytest.raises(actions.FilingError, match="interrupted"):
+        actions.file_report(case, filer)
     assert ncmec.calls == []
     # Retracted (no report id: nothing to tell NCMEC), the case can be filed afresh.
-    services.retract(report, filer, reason="placeholder")
-    assert services.file_report(case, filer).status == Status.FINISHED
+    actions.retract(report, filer, reason="placeholder")
+    assert actions.file_report(case, filer).status == Status.FINISHED
     assert ncmec.count("/submit") == 1
 
 
 def test_a_4000_series_error_goes_back_to_legal_and_is_not_retried(ncmec, integration, cso, filer):
     case = case_with_evidence(integration, cso, filer)
     ncmec.fault("/submit", ("code", 4100, "Validation failed: placeholder field"))
-    with pytest.raises(services.FilingError, match="4100"):
-        services.file_report(case, filer)
+    with pytest.raises(actions.FilingError, match="4100"):
+        actions.file_report(case, filer)
     assert ncmec.calls == ["/submit"]
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert report.status == Status.FAILED_NEEDS_REVIEW and not report.report_id
     assert "Validation failed: placeholder field" in report.ncmec_message
     assert not LegalHold.objects.filter(case=case, authority="ncmec_report").exists()
     # Legal staff file it again once fixed: a fresh submission.
-    assert services.file_report(case, filer).status == Status.FINISHED
+    assert actions.file_report(case, filer).status == Status.FINISHED
 
 
 def test_5xx_and_1000_series_are_retried_with_backoff(ncmec, settings):
@@ -254,16 +254,16 @@ def test_retries_give_up_after_the_last_attempt(ncmec, integration, cso, filer, 
     settings.BAKKME_CYBERTIP_ATTEMPTS = 3
     case = case_with_evidence(integration, cso, filer)
     ncmec.fault("/submit", ("http", 500), ("code", 1100, "Save failed"), ("http", 503))
-    with pytest.raises(services.FilingError, match="HTTP 503"):
-        services.file_report(case, filer)
+    with pytest.raises(actions.FilingError, match="HTTP 503"):
+        actions.file_report(case, filer)
     assert ncmec.count("/submit") == 3
-    assert services.current_report(case).status == Status.FAILED_NEEDS_REVIEW
+    assert actions.current_report(case).status == Status.FAILED_NEEDS_REVIEW
 
 
 def test_a_connection_dropped_in_the_middle_of_an_upload_is_retried(ncmec, integration, cso, filer):
     case = case_with_evidence(integration, cso, filer, big=True)
     ncmec.fault("/upload", ("drop",))
-    report = services.file_report(case, filer)
+    report = actions.file_report(case, filer)
     assert report.status == Status.FINISHED
     assert ncmec.count("/upload") == 3  # the dropped one, then each file once
     stored = ncmec.reports[report.report_id]["files"]
@@ -273,9 +273,9 @@ def test_a_connection_dropped_in_the_middle_of_an_upload_is_retried(ncmec, integ
 def test_ncmec_md5_must_match_ours(ncmec, integration, cso, filer):
     case = case_with_evidence(integration, cso, filer)
     ncmec.fault("/upload", ("hash", "0" * 32))
-    with pytest.raises(services.FilingError, match="MD5 mismatch"):
-        services.file_report(case, filer)
-    report = services.current_report(case)
+    with pytest.raises(actions.FilingError, match="MD5 mismatch"):
+        actions.file_report(case, filer)
+    report = actions.current_report(case)
     assert report.status == Status.FAILED_NEEDS_REVIEW
     assert report.files.exclude(file_id="").count() == 0
     assert ncmec.count("/finish") == 0
@@ -301,21 +301,21 @@ def test_retracting_an_unfinished_filing(ncmec, integration, cso, filer, monkeyp
     def crash(report, step):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(services, "_checkpoint", crash)
+    monkeypatch.setattr(actions, "_checkpoint", crash)
     with pytest.raises(RuntimeError):
-        services.file_report(case, filer)
-    report = services.retract(services.current_report(case), filer, reason="placeholder")
+        actions.file_report(case, filer)
+    report = actions.retract(actions.current_report(case), filer, reason="placeholder")
     assert report.status == Status.RETRACTED and report.retracted_at
     assert ncmec.reports[report.report_id]["state"] == "retracted"
     with pytest.raises(Exception, match="already retracted"):
-        services.retract(report, filer)
+        actions.retract(report, filer)
 
 
 def test_only_staff_who_see_the_case_may_file(ncmec, integration, cso, filer, legal, reviewer):
     case = case_with_evidence(integration, cso, filer)
     for person in (legal, reviewer):  # legal not granted the case; a reviewer cannot file
-        with pytest.raises(services.PermissionDenied):
-            services.file_report(case, person)
+        with pytest.raises(actions.PermissionDenied):
+            actions.file_report(case, person)
     assert ncmec.calls == []
 
 
@@ -334,7 +334,7 @@ def test_cybertip_file_prints_the_report_id(ncmec, integration, cso, filer):
     case = case_with_evidence(integration, cso, filer)
     out = StringIO()
     call_command("cybertip_file", case.pk, "--user", filer.username, "--wait", stdout=out)
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert out.getvalue().strip() == report.report_id and report.status == Status.FINISHED
 
 
@@ -359,7 +359,7 @@ def test_legal_reviews_the_draft_and_files_it_in_the_admin(
         done = client.post(
             f"/admin/legal/cybertiplinereport/case/{case.pk}/file/", {"confirm": "on"}
         )
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert done.status_code == 302 and report.status == Status.FINISHED
     page = client.get(f"/admin/legal/cybertiplinereport/{report.pk}/change/")
     assert page.status_code == 200 and report.report_id.encode() in page.content
@@ -381,11 +381,11 @@ def test_filing_and_referring_complete_the_actions_the_decision_prescribed(
     case = decide(case_with_evidence(integration, cso, filer), "csam_distribution", senior)
     pending = dict(case.actions.values_list("type", "status"))
     assert pending["ncmec_report"] == pending["law_enforcement_referral"] == "pending"
-    services.file_report(case, filer)
+    actions.file_report(case, filer)
     referral = LawEnforcementReferral(
         case=case, agency="Placeholder Police", country="US", contact="desk", sent="summary"
     )
-    services.save_referral(referral, filer)
+    actions.save_referral(referral, filer)
     done = dict(case.actions.values_list("type", "status"))
     assert done["ncmec_report"] == done["law_enforcement_referral"] == "done"
     assert done["remove_content"] == "pending"  # the platform's to carry out (webhooks)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from evidence import access, vault
 from evidence.models import EvidenceKind
 from evidence.samples import pattern_png
-from legal import cybertip_xml, services
+from legal import actions, cybertip_xml
 from legal.models import CyberTiplineReport
 
 from .factories import UserFactory, make_report
@@ -92,7 +92,7 @@ def open_page(client, user, case):
 
 
 def saved(case) -> CyberTiplineReport:
-    return services.current_report(case)
+    return actions.current_report(case)
 
 
 # --- The form ------------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def test_the_form_saves_and_the_xml_validates_after_edits(integration, cso, file
     done = client.post(draft_url(case), values)
     assert done.status_code == 302, done.context["editor"].top_errors
     report = saved(case)
-    xml, problems = services.draft(case)
+    xml, problems = actions.draft(case)
     assert problems == [] and xml == report.xml
     assert "<incidentDateTime>2026-03-04T05:06:07+00:00</incidentDateTime>" in xml
     assert "<additionalInfo>Placeholder note for NCMEC.</additionalInfo>" in xml
@@ -204,7 +204,7 @@ def test_ip_capture_events_come_from_the_reported_accounts_login_and_registratio
         ("192.0.2.11", "Registration", REPORTED),
         ("192.0.2.10", "Login", REPORTED),
     ]
-    xml, problems = services.draft(case)
+    xml, problems = actions.draft(case)
     assert problems == []
     person = xml.split("<personOrUserReported>")[1].split("</personOrUserReported>")[0]
     assert "<ipAddress>192.0.2.10</ipAddress>" in person
@@ -234,7 +234,7 @@ def test_ip_events_the_platform_sent_after_a_freeze_join_the_accounts_own(
         ("192.0.2.10", "Login"),  # the freeze answer's login, two days ago
         ("192.0.2.10", "Login"),  # the login event, half an hour ago
     ]
-    xml, problems = services.draft(case)
+    xml, problems = actions.draft(case)
     assert problems == [] and "<ipAddress>2001:db8::7</ipAddress>" in xml
 
 
@@ -249,7 +249,7 @@ def test_the_email_the_platform_sent_fills_the_reported_person(
     case = make_case(integration, cso, filer)
     page = open_page(client, filer, case)
     assert b"reported@example.com" in page.content  # in the form, to be seen and edited
-    xml, _ = services.draft(case)
+    xml, _ = actions.draft(case)
     assert "<personOrUserReportedPerson>\n      <email>reported@example.com</email>" in xml, xml
     assert "other@example.com" not in xml
 
@@ -296,14 +296,14 @@ def test_minors_from_events_and_message_logs_are_offered_but_not_sent_until_conf
     assert set(offered) == {"u-minor-a", "u-minor-c"}  # not the adult, not another's contact
     assert offered["u-minor-a"]["age_band"] == "13_15" and offered["u-minor-c"]["age"] == 14
     assert b"u-minor-a" in page.content and b"u-minor-c" in page.content
-    xml, problems = services.draft(case)
+    xml, problems = actions.draft(case)
     assert problems == [] and "<victim>" not in xml and "u-minor" not in xml
 
     values = page_values(page)
     set_field(values, f"suggested_victims-{_suggestion_row(page, 'u-minor-a')}-decision", "confirm")
     assert client.post(draft_url(case), values).status_code == 302
 
-    xml, problems = services.draft(case)
+    xml, problems = actions.draft(case)
     assert problems == []
     victim = xml.split("<victim>")[1].split("</victim>")[0]
     assert "<espIdentifier>u-minor-a</espIdentifier>" in victim
@@ -318,7 +318,7 @@ def test_a_victim_name_is_only_there_if_legal_typed_it(integration, cso, filer, 
     values = page_values(page)
     set_field(values, f"suggested_victims-{_suggestion_row(page, 'u-minor-c')}-decision", "confirm")
     assert client.post(draft_url(case), values).status_code == 302
-    xml, _ = services.draft(case)
+    xml, _ = actions.draft(case)
     assert "<age>14</age>" in xml and "<espIdentifier>u-minor-c</espIdentifier>" in xml
     assert "<firstName>" not in xml.split("<victim>")[1]
     assert "Placeholder Name" not in xml and "Placeholder Name" not in json.dumps(saved(case).draft)
@@ -326,7 +326,7 @@ def test_a_victim_name_is_only_there_if_legal_typed_it(integration, cso, filer, 
     values = page_values(client.get(draft_url(case)))
     set_field(values, "victims-0-first_name", "Typedbylegal")
     assert client.post(draft_url(case), values).status_code == 302
-    xml, problems = services.draft(case)
+    xml, problems = actions.draft(case)
     assert problems == []
     assert "<victimPerson>\n      <firstName>Typedbylegal</firstName>" in xml
 

@@ -23,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from evidence import crypto
-from legal import practice, services, tasks
+from legal import actions, practice, tasks
 from legal.cybertip_client import CyberTiplineClient, DeadlinePassed, NcmecRejected, target
 from legal.models import CyberTiplineReport
 from staff.models import Notification
@@ -88,7 +88,7 @@ def test_file_returns_at_once_and_a_task_files_the_report(
     with django_capture_on_commit_callbacks(execute=False) as queued:
         answer = press_file(client, case)
     # The view answered before anything went to NCMEC: the filing is only queued.
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert answer.status_code == 302
     assert answer.url == f"/admin/legal/cybertiplinereport/{report.pk}/change/"
     assert ncmec.calls == [] and len(queued) == 1
@@ -120,7 +120,7 @@ def test_the_page_shows_each_step_as_the_task_runs(
         page = report_page(client, report)
         seen.append((step_shown(page), REFRESH in page.content.decode()))
 
-    monkeypatch.setattr(services, "_step_started", look)
+    monkeypatch.setattr(actions, "_step_started", look)
     with django_capture_on_commit_callbacks(execute=True):
         press_file(client, case)
     assert seen == [
@@ -131,7 +131,7 @@ def test_the_page_shows_each_step_as_the_task_runs(
         ("Describing file 2 of 2 (fileinfo)", True),
         ("Finishing the report", True),
     ]
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert report.status == Status.FINISHED
 
 
@@ -158,7 +158,7 @@ def test_a_hanging_ncmec_fails_the_report_after_the_step_deadline_and_tells_the_
     took = time.monotonic() - started
     assert 1.5 <= took < 6, took  # the deadline, not 5 attempts of 30 s
 
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert report.status == Status.FAILED_NEEDS_REVIEW and report.step == report.Step.STOPPED
     assert report.ncmec_message.startswith(
         "NCMEC did not answer the upload of file 2 of 2 within 1.5 s ("
@@ -190,10 +190,10 @@ def test_a_hanging_submission_fails_without_a_report_id(ncmec, case, filer, sett
     settings.BAKKME_CYBERTIP_STEP_DEADLINE_SECONDS = 1
     settings.BAKKME_CYBERTIP_TIMEOUT_SECONDS = 30
     ncmec.fault("/submit", *[("hang",)] * 5)
-    with pytest.raises(services.FilingError, match="did not answer the submission") as raised:
-        services.file_report(case, filer)
+    with pytest.raises(actions.FilingError, match="did not answer the submission") as raised:
+        actions.file_report(case, filer)
     assert "No report id came back; NCMEC may still have received the report" in str(raised.value)
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert report.status == Status.FAILED_NEEDS_REVIEW and not report.report_id
     assert ncmec.calls == ["/submit"]  # the deadline passed during the first attempt
 
@@ -231,13 +231,13 @@ def test_a_second_delivery_during_a_filing_does_nothing(
             assert ncmec.calls == calls  # it sent nothing
             # Nor can the filing be retracted under the worker's feet.
             with pytest.raises(ValidationError, match="being filed now"):
-                services.retract(report, filer, reason="placeholder")
+                actions.retract(report, filer, reason="placeholder")
 
-    monkeypatch.setattr(services, "_step_started", deliver_again)
+    monkeypatch.setattr(actions, "_step_started", deliver_again)
     with django_capture_on_commit_callbacks(execute=True):
-        services.request_filing(case, filer)
+        actions.request_filing(case, filer)
     assert again == ["nothing to do"]
-    report = services.current_report(case)
+    report = actions.current_report(case)
     assert report.status == Status.FINISHED
     assert ncmec.count("/submit") == 1 and ncmec.count("/upload") == 2
     # And delivered again after it finished: nothing either.
@@ -253,12 +253,12 @@ def test_the_lease_lives_as_long_as_its_run(ncmec, integration, cso, filer, sett
     settings.BAKKME_CYBERTIP_LEASE_SECONDS = 0.6
     case = case_with_evidence(integration, cso, filer)
     ncmec.fault("/upload", ("slow", 1.5))
-    report = services.request_filing(case, filer, queue=False)
+    report = actions.request_filing(case, filer, queue=False)
     done = {}
 
     def worker():
         try:
-            done["report"] = services.run_filing(report.pk)
+            done["report"] = actions.run_filing(report.pk)
         finally:
             connection.close()
 
@@ -280,11 +280,11 @@ def test_a_dead_run_is_taken_over_and_a_live_one_left_alone(ncmec, case, filer, 
         if step == "uploaded":
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(services, "_checkpoint", crash)
+    monkeypatch.setattr(actions, "_checkpoint", crash)
     with pytest.raises(RuntimeError):
-        services.file_report(case, filer)
-    monkeypatch.setattr(services, "_checkpoint", lambda report, step: None)
-    report = services.current_report(case)
+        actions.file_report(case, filer)
+    monkeypatch.setattr(actions, "_checkpoint", lambda report, step: None)
+    report = actions.current_report(case)
     # As if its worker had been killed mid-upload: the run's lease is still on the report.
     Report = CyberTiplineReport
     live = timezone.now() + timezone.timedelta(seconds=30)
@@ -305,17 +305,17 @@ def test_a_report_id_from_one_endpoint_is_never_sent_to_another(
     def crash(report, step):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(services, "_checkpoint", crash)
+    monkeypatch.setattr(actions, "_checkpoint", crash)
     with pytest.raises(RuntimeError):
-        services.file_report(case, filer)
-    monkeypatch.setattr(services, "_checkpoint", lambda report, step: None)
+        actions.file_report(case, filer)
+    monkeypatch.setattr(actions, "_checkpoint", lambda report, step: None)
     other = ncmec_server.FakeNcmec().start()
     try:
         settings.BAKKME_CYBERTIP_URL = other.url
-        with pytest.raises(services.FilingError, match="its report id means nothing there"):
-            services.file_report(case, filer)
+        with pytest.raises(actions.FilingError, match="its report id means nothing there"):
+            actions.file_report(case, filer)
         with pytest.raises(ValidationError, match="its report id means nothing there"):
-            services.retract(services.current_report(case), filer, reason="placeholder")
+            actions.retract(actions.current_report(case), filer, reason="placeholder")
         assert other.calls == []
     finally:
         other.stop()
@@ -332,7 +332,7 @@ def test_cybertip_file_queues_unless_told_to_wait(
         call_command("cybertip_file", case.pk, "--user", filer.username, stdout=out)
     assert "queued" in out.getvalue() and ncmec.calls == [] and len(queued) == 1
     queued[0]()
-    assert services.current_report(case).status == Status.FINISHED
+    assert actions.current_report(case).status == Status.FINISHED
 
 
 # --- Where a filing goes; the practice endpoint --------------------------------------------------
@@ -388,7 +388,7 @@ def test_the_practice_endpoint_validates_keeps_and_shows_what_it_received(
         assert b"Filing goes to: <strong>Practice (local, nothing reaches NCMEC)" in draft.content
         with django_capture_on_commit_callbacks(execute=True):
             press_file(client, case)
-        report = services.current_report(case)
+        report = actions.current_report(case)
         assert report.status == Status.FINISHED and report.endpoint == server.url
         page = report_page(client, report)
         assert b"Filed with: <strong>Practice (local, nothing reaches NCMEC)" in page.content

@@ -2,9 +2,9 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from bakkme_safety.policy import ActionType
-from cases import services
+from cases import actions
+from cases.actions import DecisionInput, InvalidTransition
 from cases.models import Case, CaseEvent, EnforcementAction
-from cases.services import DecisionInput, InvalidTransition
 
 from .factories import UserFactory, make_report
 
@@ -31,14 +31,14 @@ def test_a_decision_creates_exactly_the_policys_actions_pending(
     report = make_report(integration, category="grooming")
     case = Case.objects.get(pk=report.case_id)
 
-    services.decide_case(
+    actions.decide_case(
         case, DecisionInput(violation=violation, rationale="placeholder", **extra), actor=senior
     )
 
-    actions = EnforcementAction.objects.filter(case=case)
-    assert sorted(a.type for a in actions) == sorted(expected)
-    assert {a.status for a in actions} <= {"pending"}
-    assert {a.account_platform_id for a in actions} <= {case.account_platform_id}
+    created = EnforcementAction.objects.filter(case=case)
+    assert sorted(a.type for a in created) == sorted(expected)
+    assert {a.status for a in created} <= {"pending"}
+    assert {a.account_platform_id for a in created} <= {case.account_platform_id}
     case.refresh_from_db()
     assert case.state == "decided"
 
@@ -47,13 +47,13 @@ def test_the_actions_follow_the_policy_table_in_settings(settings, senior, integ
     table = {**settings.BAKKME_VIOLATION_ACTIONS, "grooming": {"actions": ["warn"]}}
     settings.BAKKME_VIOLATION_ACTIONS = table
     case = make_report(integration).case
-    services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
     assert list(case.actions.values_list("type", flat=True)) == [ActionType.WARN]
 
 
 def test_a_restrict_feature_action_names_the_feature(senior, integration):
     case = make_report(integration, category="underage_user").case
-    services.decide_case(
+    actions.decide_case(
         case,
         DecisionInput("age_restricted_feature", "placeholder", restricted_feature="live_streaming"),
         actor=senior,
@@ -64,31 +64,31 @@ def test_a_restrict_feature_action_names_the_feature(senior, integration):
 def test_a_reviewer_decides_only_the_case_they_hold(reviewer, integration):
     mine = make_report(integration).case
     other = make_report(integration).case
-    claimed = services.claim_next_case(reviewer)
+    claimed = actions.claim_next_case(reviewer)
     assert claimed.pk == mine.pk
 
     with pytest.raises(PermissionDenied):
-        services.decide_case(other, DecisionInput("grooming", "placeholder"), actor=reviewer)
-    services.decide_case(claimed, DecisionInput("grooming", "placeholder"), actor=reviewer)
+        actions.decide_case(other, DecisionInput("grooming", "placeholder"), actor=reviewer)
+    actions.decide_case(claimed, DecisionInput("grooming", "placeholder"), actor=reviewer)
     claimed.refresh_from_db()
     assert claimed.state == "decided"
     assert claimed.assignee is None
-    assert not reviewer.has_perm(services.ASSIGNEE_PERMISSION, claimed)
+    assert not reviewer.has_perm(actions.ASSIGNEE_PERMISSION, claimed)
 
 
 def test_an_auditor_cannot_decide(auditor, integration):
     case = make_report(integration).case
     with pytest.raises(PermissionDenied):
-        services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=auditor)
+        actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=auditor)
     assert not EnforcementAction.objects.exists()
 
 
 def test_a_closed_case_cannot_be_decided_and_nothing_is_stored(senior, integration):
     case = make_report(integration).case
-    services.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
-    services.close_case(case, actor=senior)
+    actions.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
+    actions.close_case(case, actor=senior)
     with pytest.raises(InvalidTransition, match="closed case cannot be decided"):
-        services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+        actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
     assert case.decisions.count() == 1
     assert not case.actions.exists()
 
@@ -102,16 +102,16 @@ def test_the_state_machine_refuses_what_it_does_not_allow(senior, integration, s
     Case.objects.filter(pk=case.pk).update(state=start)
     case.refresh_from_db()
     with pytest.raises(InvalidTransition):
-        services.transition(case, target, actor=senior)
+        actions.transition(case, target, actor=senior)
     case.refresh_from_db()
     assert case.state == start
 
 
 def test_history_records_the_acting_user(senior, reviewer, integration):
     case = make_report(integration).case
-    claimed = services.claim_next_case(reviewer)
-    services.escalate_case(claimed, actor=reviewer, to_role="senior_reviewer", reason="unsure")
-    services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+    claimed = actions.claim_next_case(reviewer)
+    actions.escalate_case(claimed, actor=reviewer, to_role="senior_reviewer", reason="unsure")
+    actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
 
     users = list(case.history.order_by("history_date", "history_id").values_list(
         "history_user__username", "state"
@@ -131,16 +131,16 @@ def test_escalating_to_legal_lets_legal_staff_see_the_case(reviewer, legal, inte
     case = make_report(integration).case
     assert not Case.objects.visible_to(legal).filter(pk=case.pk).exists()
     assert not may_access(legal, case)
-    services.escalate_case(case, actor=reviewer, to_role="legal", reason="needs legal advice")
+    actions.escalate_case(case, actor=reviewer, to_role="legal", reason="needs legal advice")
     assert Case.objects.visible_to(legal).filter(pk=case.pk).exists()
     assert may_access(legal, case)  # and its evidence: the escalation's reason grants it
-    assert services.claim_next_case(UserFactory(roles=["reviewer"])) is None
+    assert actions.claim_next_case(UserFactory(roles=["reviewer"])) is None
 
 
 def test_a_new_report_on_a_decided_case_reopens_it_with_a_new_window(senior, integration):
     first = make_report(integration, reported_account={"platform_id": "u-1"})
     case = first.case
-    services.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
 
     again = make_report(integration, reported_account={"platform_id": "u-1"}, category="csam")
     case.refresh_from_db()
@@ -152,20 +152,20 @@ def test_a_new_report_on_a_decided_case_reopens_it_with_a_new_window(senior, int
 
 def test_a_report_on_a_closed_subject_opens_a_new_case(senior, integration):
     case = make_report(integration, reported_account={"platform_id": "u-2"}).case
-    services.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
-    services.close_case(case, actor=senior)
+    actions.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
+    actions.close_case(case, actor=senior)
     later = make_report(integration, reported_account={"platform_id": "u-2"})
     assert later.case_id != case.pk
 
 
 def test_the_timeline_merges_everything_in_time_order(senior, reviewer, integration):
     case = make_report(integration).case
-    services.claim_next_case(reviewer)
-    services.add_note(case, actor=reviewer, text="placeholder note")
-    services.escalate_case(case, actor=reviewer, to_role="senior_reviewer", reason="unsure")
-    services.decide_case(case, DecisionInput("underage_user", "placeholder"), actor=senior)
+    actions.claim_next_case(reviewer)
+    actions.add_note(case, actor=reviewer, text="placeholder note")
+    actions.escalate_case(case, actor=reviewer, to_role="senior_reviewer", reason="unsure")
+    actions.decide_case(case, DecisionInput("underage_user", "placeholder"), actor=senior)
 
-    types = [e.type for e in services.timeline(case)]
+    types = [e.type for e in actions.timeline(case)]
     assert types[:2] == ["created", "report_added"]
     for expected in ["claimed", "note_added", "escalated", "decided", "action_created"]:
         assert expected in types

@@ -10,14 +10,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases import services
-from cases.services import DecisionInput
+from cases import actions
+from cases.actions import DecisionInput
 from detection import matching, textsignals
 from detection.actions import review_detection
 from detection.models import BlockedLink, Detection, HashBank, HashEntry, LexiconTerm
 from evidence import vault
 from evidence.samples import pattern_png
-from reports.services import ingest_reports
+from reports.actions import ingest_reports
 
 from .factories import make_report, report_payload
 
@@ -154,8 +154,8 @@ def test_intake_costs_the_same_queries_for_5_and_50_reports(integration):
     BlockedLink.objects.create(value="blocked.example", kind="domain")
 
     def batch(n, tag):
+        from reports.actions import build_report, payload_fingerprint
         from reports.api.serializers import ReportInSerializer
-        from reports.services import build_report, payload_fingerprint
 
         reports = []
         for i in range(n):
@@ -222,7 +222,7 @@ def test_overturning_a_hash_detection_reinstates_cancels_and_counts_a_false_posi
     client.force_login(senior)
     page = client.get(reverse("admin:detection_hashbank_changelist"))
     assert {b.name: b.n_false for b in page.context["cl"].result_list}[entry.bank.name] == 1
-    with pytest.raises(services.InvalidTransition):
+    with pytest.raises(actions.InvalidTransition):
         review_detection(detection, actor=senior, confirmed=True)
 
 
@@ -256,7 +256,7 @@ def test_a_csam_decision_adds_the_evidence_hashes_to_the_internal_bank_once(
     data = pattern_png(seed=34)
     report = make_report(integration, category="csam", surface="image")
     item = vault.collect(io.BytesIO(data), case=report.case, report=report)
-    services.decide_case(
+    actions.decide_case(
         report.case, DecisionInput("csam_distribution", "placeholder"), actor=senior
     )
     bank = HashBank.objects.get(name=settings.BAKKME_INTERNAL_HASH_BANK)
@@ -267,9 +267,9 @@ def test_a_csam_decision_adds_the_evidence_hashes_to_the_internal_bank_once(
     count = bank.entries.count()
     case = report.case
     case.refresh_from_db()
-    services.reopen_case(case, actor=senior, reason="placeholder")
+    actions.reopen_case(case, actor=senior, reason="placeholder")
     case.refresh_from_db()
-    services.decide_case(case, DecisionInput("csam_possession", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("csam_possession", "placeholder"), actor=senior)
     assert bank.entries.count() == count
 
 

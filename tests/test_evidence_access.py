@@ -14,7 +14,7 @@ from django.urls import reverse
 from guardian.shortcuts import assign_perm
 from PIL import Image
 
-from cases import services
+from cases import actions
 from evidence import access, vault
 from evidence.models import CustodyEvent, EvidenceItem, EvidenceProblem, PreviewSettings
 from evidence.queries import accessible_cases, accessible_items
@@ -65,7 +65,7 @@ def sharpness(image: Image.Image) -> float:
 def case(integration, reviewer):
     """A child-safety case held by the reviewer `rita`."""
     case = make_report(integration).case
-    claimed = services.claim_next_case(reviewer)
+    claimed = actions.claim_next_case(reviewer)
     assert claimed.pk == case.pk
     return claimed
 
@@ -113,7 +113,7 @@ def test_an_unknown_item_is_404_like_a_forbidden_one(case, reviewer):
 
 
 def test_a_released_case_is_no_longer_reachable(case, image, reviewer):
-    services.release_claim(case, actor=reviewer)
+    actions.release_claim(case, actor=reviewer)
     for address in [url("case", case.pk), *item_urls(image)]:
         assert as_user(reviewer).get(address).status_code == 404
 
@@ -309,7 +309,7 @@ def test_the_upload_checks_the_csrf_token(case, reviewer):
 def test_the_list_query_agrees_with_may_access(integration, reviewer, other_reviewer, legal, cso,
                                                auditor, senior):  # fmt: skip
     held = make_report(integration).case
-    services.claim_next_case(reviewer)
+    actions.claim_next_case(reviewer)
     free = make_report(integration).case
     granted = make_report(integration).case
     access.grant(granted, legal, by=cso, reason="placeholder reason")

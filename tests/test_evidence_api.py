@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from evidence import vault, viewing
 from evidence.models import CustodyEvent, EvidenceItem, EvidenceProblem
-from reports.services import create_integration
+from reports.actions import create_integration
 
 from .evidence_files import bomb_png, pattern_png, truncated_png
 from .factories import UserFactory, make_report

@@ -469,7 +469,7 @@ def test_the_retention_run_deletes_the_zips_of_expired_packages(built, evidence_
 
 def test_rotating_the_master_key_keeps_ready_packages_readable(settings, built):
     from evidence import crypto
-    from evidence.services import rotate_master_key
+    from evidence.actions import rotate_master_key
 
     old = settings.BAKKME_EVIDENCE_KEY
     settings.BAKKME_EVIDENCE_KEY = crypto.new_key_text()

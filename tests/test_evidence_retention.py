@@ -7,10 +7,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import call_command
 from django.utils import timezone
 
-from cases import services
-from cases.services import DecisionInput
+from cases import actions
+from cases.actions import DecisionInput
 from evidence import access, crypto, holds, retention, vault
-from evidence import services as vault_services
+from evidence import actions as vault_actions
 from evidence.models import CustodyEvent, EvidenceItem, LegalHold
 
 from .factories import make_report
@@ -65,8 +65,8 @@ def test_nothing_goes_before_its_retention_period(settings, case):
 
 def test_items_of_a_closed_no_violation_case_go_after_90_days(settings, case, senior):
     item = collect(case)
-    services.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
-    services.close_case(case, actor=senior)
+    actions.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
+    actions.close_case(case, actor=senior)
     days = settings.BAKKME_EVIDENCE_NO_VIOLATION_RETENTION_DAYS
     assert retention.purge(timezone.now() + (days - 1) * DAY).purged == 0
     assert retention.purge(timezone.now() + (days + 1) * DAY).purged == 1
@@ -120,7 +120,7 @@ def test_rotating_the_master_key_rewraps_data_keys_without_touching_the_items(
     assert item.key_id == crypto.current_key().key_id
     assert b"".join(vault.read_verified(item)) == b"placeholder " * 1000
     assert item.custody.filter(action=CustodyEvent.Action.KEY_ROTATED).exists()
-    assert vault_services.rotate_master_key() == 0
+    assert vault_actions.rotate_master_key() == 0
 
 
 def test_rotating_the_master_key_skips_items_retention_destroyed(settings, case):
@@ -132,7 +132,7 @@ def test_rotating_the_master_key_skips_items_retention_destroyed(settings, case)
     old = settings.BAKKME_EVIDENCE_KEY
     settings.BAKKME_EVIDENCE_KEY = crypto.new_key_text()
     settings.BAKKME_EVIDENCE_OLD_KEYS = [old]
-    assert vault_services.rotate_master_key() == 1
+    assert vault_actions.rotate_master_key() == 1
     kept.refresh_from_db()
     assert kept.key_id == crypto.current_key().key_id
     assert b"".join(vault.read_verified(kept)) == b"placeholder kept"

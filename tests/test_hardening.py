@@ -116,7 +116,7 @@ def test_a_forwarded_address_is_ignored_without_a_trusted_proxy(client, settings
 
 
 def test_behind_a_trusted_proxy_the_forwarded_address_counts(rf, settings):
-    from audit.services import client_ip
+    from audit.actions import client_ip
 
     request = rf.get("/", REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
     assert client_ip(request) == "10.9.9.9"

@@ -83,7 +83,7 @@ def test_without_an_account_reports_group_by_content(api):
 
 
 def test_a_report_on_a_decided_case_reopens_it_with_a_new_window(api, senior):
-    from cases.services import DecisionInput, decide_case
+    from cases.actions import DecisionInput, decide_case
 
     first = api.post(URL, report_payload(reported_account={"platform_id": "u-9"}), format="json")
     case = Case.objects.get(pk=first.json()["case"])
@@ -124,7 +124,7 @@ def test_the_same_key_for_another_report_is_a_conflict(api):
 
 
 def test_idempotency_keys_are_per_integration(api, db):
-    from reports.services import create_integration
+    from reports.actions import create_integration
 
     payload = report_payload()
     api.post(URL, payload, format="json")

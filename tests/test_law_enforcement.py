@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 
 from evidence import access
 from evidence.models import LegalHold
-from legal import services
+from legal import actions
 from legal.models import LawEnforcementReferral, LawEnforcementRequest
 
 from .factories import make_report
@@ -40,7 +40,7 @@ def preservation(**extra):
 
 
 def test_a_preservation_request_holds_its_cases_and_accounts(case, granted):
-    request = services.save_request(
+    request = actions.save_request(
         preservation(account_platform_ids="u-77\n\nu-78\n"), granted, cases=[case]
     )
     holds = LegalHold.objects.filter(authority="law_enforcement_request").order_by("pk")
@@ -54,7 +54,7 @@ def test_a_preservation_request_holds_its_cases_and_accounts(case, granted):
     assert set(request.holds.all()) == set(holds)
     # Saved again (an edit): nothing is held twice.
     request.notes = "placeholder note"
-    services.save_request(request, granted, cases=[case])
+    actions.save_request(request, granted, cases=[case])
     assert LegalHold.objects.filter(authority="law_enforcement_request").count() == 3
     assert request.history.first().history_user == granted
 
@@ -62,20 +62,20 @@ def test_a_preservation_request_holds_its_cases_and_accounts(case, granted):
 def test_other_legal_process_places_no_hold(case, granted):
     request = preservation()
     request.process_type = LawEnforcementRequest.ProcessType.SUBPOENA
-    services.save_request(request, granted, cases=[case])
+    actions.save_request(request, granted, cases=[case])
     assert not LegalHold.objects.exists()
 
 
 def test_legal_staff_link_only_cases_they_see(case, legal):
     with pytest.raises(PermissionDenied):
-        services.save_request(preservation(), legal, cases=[case])
+        actions.save_request(preservation(), legal, cases=[case])
     assert not LawEnforcementRequest.objects.exists() and not LegalHold.objects.exists()
 
 
 def test_a_referral_of_a_p0_case_is_an_emergency(integration, cso):
     p0 = make_report(integration, category="imminent_danger").case
     assert p0.priority == 0
-    referral = services.save_referral(
+    referral = actions.save_referral(
         LawEnforcementReferral(
             case=p0, agency="Placeholder Police", country="US", contact="desk", sent="summary"
         ),
@@ -87,7 +87,7 @@ def test_a_referral_of_a_p0_case_is_an_emergency(integration, cso):
 
 def test_a_referral_needs_the_case_visible(case, legal):
     with pytest.raises(PermissionDenied):
-        services.save_referral(
+        actions.save_referral(
             LawEnforcementReferral(case=case, agency="A", country="US", contact="c", sent="s"),
             legal,
         )
@@ -145,7 +145,7 @@ def test_the_admin_refuses_a_case_legal_does_not_see(client, case, legal):
 
 
 def test_auditors_read_but_do_not_write(client, case, granted, auditor):
-    request = services.save_request(preservation(), granted, cases=[case])
+    request = actions.save_request(preservation(), granted, cases=[case])
     client.force_login(auditor)
     assert client.get(f"/admin/legal/lawenforcementrequest/{request.pk}/change/").status_code == 200
     assert client.get("/admin/legal/lawenforcementrequest/add/").status_code == 403

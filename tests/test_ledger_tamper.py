@@ -21,8 +21,8 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 
+from audit import actions as audit
 from audit import chain as audit_chain
-from audit import services as audit
 from audit.models import AuditEvent
 from core import ledger
 from evidence import checkpoints, custody, tasks, vault
@@ -352,7 +352,7 @@ def test_the_database_refuses_update_delete_and_truncate(filled, chain):
 
 APP_ROLE_SCRIPT = """
 import io
-from audit import services as audit
+from audit import actions as audit
 from evidence import vault
 from evidence.models import EvidenceItem
 item = EvidenceItem.objects.get()

@@ -12,18 +12,18 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from cases import services
+from cases import actions
+from cases.actions import DecisionInput
 from cases.models import Case, CaseEvent
-from cases.services import DecisionInput
 from detection.models import HashBank, HashEntry
 from evidence import packages, vault
 from evidence.samples import pattern_png
+from legal import actions as legal_actions
 from legal import duties
-from legal import services as legal_services
 from legal.models import CyberTiplineReport, LawEnforcementReferral, LawEnforcementRequest
 from legal.models import LegalDuty as Duty
+from staff.actions import set_on_shift
 from staff.models import Notification
-from staff.services import set_on_shift
 
 from .factories import UserFactory, make_report
 
@@ -54,7 +54,7 @@ def handoffs(user):
 
 
 def decide_csam(case, senior):
-    return services.decide_case(
+    return actions.decide_case(
         case, DecisionInput("csam_distribution", "placeholder rationale"), actor=senior
     )
 
@@ -86,8 +86,8 @@ def test_a_csam_decision_hands_the_case_to_legal_at_once(client, integration, se
     assert client.get(reverse("admin:cases_case_change", args=[case.pk])).status_code == 200
     draft = reverse("admin:legal_cybertiplinereport_draft", args=[case.pk])
     assert client.get(draft).status_code == 200
-    actions = client.get(reverse("admin:cases_enforcementaction_changelist"))
-    assert len(actions.context["cl"].result_list) == 4
+    listing = client.get(reverse("admin:cases_enforcementaction_changelist"))
+    assert len(listing.context["cl"].result_list) == 4
     desk = client.get(reverse("admin:legal_legalduty_changelist"))
     assert {d.kind for d in desk.context["cl"].result_list} == set(owed)
     assert f"CyberTipline report of case #{case.pk}" in desk.content.decode()
@@ -117,7 +117,7 @@ def test_a_csam_hash_match_hands_off_once(integration, lawyers):
 
 def test_a_decision_with_only_a_referral_opens_no_cybertip_duty(integration, senior, lawyers):
     case = make_report(integration, category="grooming").case
-    services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
     assert list(Duty.objects.filter(case=case).values_list("kind", flat=True)) == [Kind.LE_REFERRAL]
     assert not CyberTiplineReport.objects.filter(case=case).exists()
 
@@ -125,7 +125,7 @@ def test_a_decision_with_only_a_referral_opens_no_cybertip_duty(integration, sen
 def test_a_p0_referral_is_an_emergency_due_within_the_hour(integration, senior, lawyers):
     case = make_report(integration, category="imminent_danger").case
     assert case.priority == 0
-    services.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("grooming", "placeholder"), actor=senior)
     duty = Duty.objects.get(case=case, kind=Kind.LE_REFERRAL)
     assert duty.emergency and "Emergency" in duty.title
     window = duty.due_at - duty.started_at
@@ -134,14 +134,14 @@ def test_a_p0_referral_is_an_emergency_due_within_the_hour(integration, senior, 
 
 def test_a_no_violation_decision_hands_nothing_off(integration, senior, lawyers):
     case = make_report(integration, category="grooming").case
-    services.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
     assert not Duty.objects.exists() and not handoffs(lawyers[0]).exists()
     assert not Case.objects.visible_to(lawyers[0]).filter(pk=case.pk).exists()
 
 
 def test_a_decided_case_can_still_be_handed_to_legal(client, integration, senior, lawyers):
     case = make_report(integration, category="grooming").case
-    services.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
     client.force_login(senior)
     page = client.get(reverse("admin:cases_case_change", args=[case.pk])).content.decode()
     assert "Hand to legal" in page
@@ -153,8 +153,8 @@ def test_a_decided_case_can_still_be_handed_to_legal(client, integration, senior
     case.refresh_from_db()
     assert case.state == "decided"
     assert Case.objects.visible_to(lawyers[0]).filter(pk=case.pk).exists()
-    with pytest.raises(services.InvalidTransition):
-        services.escalate_case(case, actor=senior, to_role="senior_reviewer", reason="x")
+    with pytest.raises(actions.InvalidTransition):
+        actions.escalate_case(case, actor=senior, to_role="senior_reviewer", reason="x")
 
 
 # --- The desk ------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_filing_and_referring_mark_the_duties_done(integration, senior, lawyers)
     referral = LawEnforcementReferral(
         case=case, agency="Placeholder Police", country="US", contact="desk", sent="placeholder"
     )
-    legal_services.save_referral(referral, lawyer)
+    legal_actions.save_referral(referral, lawyer)
     done = Duty.objects.get(case=case, kind=Kind.LE_REFERRAL)
     assert done.done_at is not None and done.done_by == lawyer
     report = CyberTiplineReport.objects.get(case=case)
@@ -204,7 +204,7 @@ def test_a_finished_filing_takes_the_cybertip_duty_off_the_desk(
     case = make_report(integration, category="csam", surface="image").case
     decide_csam(case, senior)
     duty = Duty.objects.get(case=case, kind=Kind.CYBERTIP_REPORT)
-    report = legal_services.file_report(case, lawyers[0])
+    report = legal_actions.file_report(case, lawyers[0])
     assert report.status == CyberTiplineReport.Status.FINISHED
     duty.refresh_from_db()
     assert duty.done_at is not None and duty.done_by == lawyers[0]
@@ -232,18 +232,18 @@ def test_a_package_sits_on_the_desk_until_its_requester_downloads_it(
 def test_a_request_is_due_by_its_type_and_done_when_answered(integration, lawyers, cso):
     lawyer = lawyers[0]
     case = make_report(integration, category="grooming").case
-    services.grant_to_legal(case, actor=cso, reason="placeholder")
+    actions.grant_to_legal(case, actor=cso, reason="placeholder")
     request = LawEnforcementRequest(
         agency="Placeholder Police", process_type="emergency_disclosure", received_on=date.today()
     )
-    legal_services.save_request(request, lawyer, cases=[case])
+    legal_actions.save_request(request, lawyer, cases=[case])
     hours = settings.BAKKME_LE_REQUEST_RESPONSE_HOURS["emergency_disclosure"]
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     assert request.due_at == midnight + timedelta(hours=hours)
     duty = Duty.objects.get(le_request=request)
     assert duty.emergency and duty.case == case and duty.due_at == request.due_at
     request.responded_on = date.today()
-    legal_services.save_request(request, lawyer)
+    legal_actions.save_request(request, lawyer)
     duty.refresh_from_db()
     assert duty.done_at is not None
 
@@ -253,7 +253,7 @@ def test_a_request_naming_a_case_legal_cannot_see_stays_off_their_desk(integrati
     request = LawEnforcementRequest(
         agency="Placeholder Police", process_type="subpoena", received_on=date.today()
     )
-    legal_services.save_request(request, cso, cases=[hidden])
+    legal_actions.save_request(request, cso, cases=[hidden])
     assert Duty.objects.filter(le_request=request).exists()
     assert not duties.visible_duties(lawyers[0]).exists()
     assert duties.visible_duties(cso).count() == 1
@@ -263,7 +263,7 @@ def test_the_regulators_request_types_have_their_own_deadlines(lawyers):
     for kind in ("ofcom_request", "ec_request", "ftc_request", "national_regulator_request"):
         request = LawEnforcementRequest(agency="Regulator", process_type=kind,
                                         received_on=date.today())  # fmt: skip
-        legal_services.save_request(request, lawyers[0])
+        legal_actions.save_request(request, lawyers[0])
         hours = settings.BAKKME_LE_REQUEST_RESPONSE_HOURS[kind]
         assert request.due_at - request.due_at.replace(hour=0) <= timedelta(hours=hours)
         assert Duty.objects.get(le_request=request).case is None

@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from cases import services
+from cases import actions
+from cases.actions import DecisionInput
 from cases.models import CaseEvent, EnforcementAction
-from cases.services import DecisionInput
 from deliveries import outbox
 from evidence import holds, vault
 from evidence.access import grant
@@ -25,7 +25,7 @@ from evidence.samples import pattern_png
 from evidence.storage import evidence_storage
 from legal import freeze, records
 from legal.models import LegalDuty, PreservationRequest, RecordsAnswer
-from reports.services import create_integration
+from reports.actions import create_integration
 
 from .factories import UserFactory, make_report
 from .test_webhooks import SECRET, Platform, independent_verify
@@ -184,7 +184,7 @@ def test_a_freeze_needs_a_reason_and_a_period_in_the_past(case, granted):
 def test_the_platform_gets_the_freeze_and_the_request_signed_and_nothing_of_why(
     platform, case, senior, granted
 ):
-    services.decide_case(  # a CyberTipline report and a referral follow: neither is sent
+    actions.decide_case(  # a CyberTipline report and a referral follow: neither is sent
         case,
         DecisionInput(violation="csam_distribution", rationale="placeholder rationale"),
         actor=senior,
@@ -451,7 +451,7 @@ def test_legal_staff_not_granted_the_case_get_404_on_the_freeze_page(client, cas
 
 
 def test_a_reviewer_holding_the_case_may_not_freeze_it(client, case, reviewer):
-    assert services.claim_next_case(reviewer) == case
+    assert actions.claim_next_case(reviewer) == case
     client.force_login(reviewer)
 
     assert client.get(freeze_url(case)).status_code == 403
@@ -500,7 +500,7 @@ def test_the_case_page_links_to_the_freeze_page(client, case, granted, reviewer)
     page = client.get(reverse("admin:cases_case_change", args=[case.pk]))
     assert page.status_code == 200 and freeze_url(case).encode() in page.content
 
-    assert services.claim_next_case(reviewer) == case
+    assert actions.claim_next_case(reviewer) == case
     client.force_login(reviewer)
     page = client.get(reverse("admin:cases_case_change", args=[case.pk]))
     assert page.status_code == 200 and freeze_url(case).encode() not in page.content

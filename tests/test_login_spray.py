@@ -239,7 +239,7 @@ def test_every_cso_gets_one_spray_notification_per_window(
 @pytest.mark.django_db(transaction=True)
 def test_failed_logins_at_the_same_moment_alert_once(settings, cso):
     """Requests crossing the threshold together send one alert, not one each."""
-    from audit.services import record
+    from audit.actions import record
     from staff.login_spray import detect_login_spray
 
     for n in range(1, settings.BAKKME_LOGIN_SPRAY_ADDRESSES + 1):

@@ -21,10 +21,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from cases import actions
 from cases import outbox as action_outbox
-from cases import services
+from cases.actions import DecisionInput
 from cases.models import EnforcementAction
-from cases.services import DecisionInput
 from deliveries import outbox
 from evidence import crypto, vault
 from evidence.checks import master_key_opens_the_vault
@@ -115,7 +115,7 @@ def test_a_slow_platform_gets_each_delivery_once_from_two_runs_at_once(
     platform, url = slow_platform
     for _ in range(3):  # remove content and ban each (the referral is not sent)
         case = make_report(category="grooming", reporter={"anonymous": True}).case
-        services.decide_case(
+        actions.decide_case(
             case, DecisionInput(violation="grooming", rationale="placeholder"), actor=senior
         )
     expected = {

@@ -6,10 +6,10 @@ from django.db import connection
 from django.utils import timezone
 
 from bakkme_safety.policy import Priority
-from cases import services
+from cases import actions
 from cases.models import Case, CaseEvent
+from reports.actions import create_integration
 from reports.models import Report
-from reports.services import create_integration
 
 from .factories import UserFactory, make_report
 
@@ -27,20 +27,20 @@ def test_next_case_gives_the_most_urgent_first_then_the_earliest_due(reviewer, i
     )
     p0 = make_report(integration, category="imminent_danger")
 
-    order = [services.claim_next_case(reviewer).pk for _ in range(4)]
+    order = [actions.claim_next_case(reviewer).pk for _ in range(4)]
     assert order == [p0.case_id, early_p1.case_id, late_p1.case_id, other.case_id]
-    assert services.claim_next_case(reviewer) is None
+    assert actions.claim_next_case(reviewer) is None
 
 
 def test_a_claimed_case_is_in_review_held_by_the_reviewer_and_on_the_timeline(
     reviewer, integration
 ):
     report = make_report(integration)
-    case = services.claim_next_case(reviewer)
+    case = actions.claim_next_case(reviewer)
     assert case.pk == report.case_id
     assert case.state == "in_review"
     assert case.assignee == reviewer
-    assert reviewer.has_perm(services.ASSIGNEE_PERMISSION, case)
+    assert reviewer.has_perm(actions.ASSIGNEE_PERMISSION, case)
     assert case.events.filter(type=CaseEvent.Type.CLAIMED, actor=reviewer).exists()
 
 
@@ -48,8 +48,8 @@ def test_two_reviewers_never_get_the_same_case(reviewer, integration):
     make_report(integration)
     make_report(integration)
     second = UserFactory(roles=["reviewer"])
-    a = services.claim_next_case(reviewer)
-    b = services.claim_next_case(second)
+    a = actions.claim_next_case(reviewer)
+    b = actions.claim_next_case(second)
     assert a.pk != b.pk
 
 
@@ -57,41 +57,41 @@ def test_an_unattended_claim_expires_and_the_case_goes_to_the_next_reviewer(
     settings, reviewer, integration
 ):
     make_report(integration)
-    case = services.claim_next_case(reviewer)
+    case = actions.claim_next_case(reviewer)
     other = UserFactory(roles=["reviewer"])
-    assert services.claim_next_case(other) is None
+    assert actions.claim_next_case(other) is None
 
     later = timezone.now() + timedelta(minutes=settings.BAKKME_CLAIM_TIMEOUT_MINUTES + 1)
-    taken = services.claim_next_case(other, now=later)
+    taken = actions.claim_next_case(other, now=later)
     assert taken.pk == case.pk
     assert taken.assignee == other
-    assert not reviewer.has_perm(services.ASSIGNEE_PERMISSION, Case.objects.get(pk=case.pk))
+    assert not reviewer.has_perm(actions.ASSIGNEE_PERMISSION, Case.objects.get(pk=case.pk))
 
 
 def test_a_released_case_goes_back_to_the_queue(reviewer, integration):
     make_report(integration)
-    case = services.claim_next_case(reviewer)
-    services.release_claim(case, actor=reviewer)
+    case = actions.claim_next_case(reviewer)
+    actions.release_claim(case, actor=reviewer)
     case.refresh_from_db()
     assert case.state == "new" and case.assignee is None
-    assert services.claim_next_case(UserFactory(roles=["reviewer"])).pk == case.pk
+    assert actions.claim_next_case(UserFactory(roles=["reviewer"])).pk == case.pk
 
 
 def test_escalated_cases_go_to_that_roles_queue_only(reviewer, senior, integration):
     make_report(integration, category="csam")
-    case = services.claim_next_case(reviewer)
-    services.escalate_case(
+    case = actions.claim_next_case(reviewer)
+    actions.escalate_case(
         case, actor=reviewer, to_role="senior_reviewer", reason="needs a second look"
     )
 
-    assert services.claim_next_case(UserFactory(roles=["reviewer"])) is None
-    assert services.claim_next_case(senior).pk == case.pk
+    assert actions.claim_next_case(UserFactory(roles=["reviewer"])) is None
+    assert actions.claim_next_case(senior).pk == case.pk
 
 
 def test_someone_without_the_queue_permission_cannot_claim(auditor, integration):
     make_report(integration)
-    with pytest.raises(services.PermissionDenied):
-        services.claim_next_case(auditor)
+    with pytest.raises(actions.PermissionDenied):
+        actions.claim_next_case(auditor)
 
 
 def test_a_reviewer_without_the_child_safety_permission_never_gets_child_safety_cases(integration):
@@ -105,8 +105,8 @@ def test_a_reviewer_without_the_child_safety_permission_never_gets_child_safety_
             codename__in=["view_case", "claim_case"], content_type__app_label="cases"
         )
     )
-    assert services.claim_next_case(moderator).pk == plain.case_id
-    assert services.claim_next_case(moderator) is None
+    assert actions.claim_next_case(moderator).pk == plain.case_id
+    assert actions.claim_next_case(moderator) is None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -122,7 +122,7 @@ def test_two_concurrent_next_case_calls_get_different_cases():
     def claim(user):
         try:
             barrier.wait()
-            case = services.claim_next_case(user)
+            case = actions.claim_next_case(user)
             got[user.pk] = case.pk if case else None
         except Exception as exc:  # reported below
             errors.append(exc)

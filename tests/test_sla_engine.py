@@ -13,11 +13,11 @@ from django.db import connection
 from django_q.models import Schedule
 
 from bakkme_safety import policy
-from cases import services, sla_engine, tasks
+from cases import actions, sla_engine, tasks
+from cases.actions import DecisionInput
 from cases.models import Case, CaseEvent, EmergencyChecklistItem, SlaBreach
-from cases.services import DecisionInput
+from staff.actions import deliver_emails, set_on_shift
 from staff.models import Notification
-from staff.services import deliver_emails, set_on_shift
 
 from .factories import UserFactory, make_report
 
@@ -83,9 +83,9 @@ def test_warnings_then_breach_at_the_right_times_for_each_priority(
 
 def test_a_first_action_stops_the_clock(clock, integration, reviewer):
     case = make_report(integration, received_at=T0.isoformat()).case
-    services.claim_next_case(reviewer)
+    actions.claim_next_case(reviewer)
     clock.move_to(T0 + timedelta(hours=1))
-    services.escalate_case(case, actor=reviewer, to_role="senior_reviewer", reason="unsure")
+    actions.escalate_case(case, actor=reviewer, to_role="senior_reviewer", reason="unsure")
     case.refresh_from_db()
     assert case.first_action_at == T0 + timedelta(hours=1)
 
@@ -98,7 +98,7 @@ def test_a_first_action_stops_the_clock(clock, integration, reviewer):
 def test_a_case_reopened_by_a_new_report_gets_a_new_window(clock, integration, senior):
     account = {"platform_id": "u-reopen"}
     case = make_report(integration, reported_account=account, received_at=T0.isoformat()).case
-    services.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("no_violation", "placeholder"), actor=senior)
 
     later = T0 + timedelta(days=3)
     clock.move_to(later)
@@ -184,7 +184,7 @@ def test_warnings_go_to_the_reviewer_holding_the_case_else_to_seniors_on_shift(
     other_senior = UserFactory(roles=["senior_reviewer"])
     set_on_shift(senior, True)
     held = make_report(integration, category="csam", received_at=T0.isoformat()).case
-    services.claim_next_case(reviewer)
+    actions.claim_next_case(reviewer)
     unheld = make_report(integration, received_at=T0.isoformat()).case
 
     clock.move_to(T0 + timedelta(hours=12))
@@ -246,8 +246,8 @@ def test_a_breached_case_is_on_the_senior_reviewers_queue(clock, integration, re
     case = make_report(integration, received_at=T0.isoformat()).case
     clock.move_to(T0 + timedelta(days=1))
     sweep()
-    assert services.claim_next_case(reviewer) is None
-    assert services.claim_next_case(senior).pk == case.pk
+    assert actions.claim_next_case(reviewer) is None
+    assert actions.claim_next_case(senior).pk == case.pk
 
 
 def test_the_sweep_is_scheduled_every_minute():

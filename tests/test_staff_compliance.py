@@ -15,14 +15,14 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from cases import services
+from cases import actions
 from cases.models import Case, CaseEvent
 from evidence import access, vault
 from evidence.models import CustodyEvent
 from evidence.queries import accessible_cases
 from oversight import dashboard
+from staff import actions as staff_actions
 from staff import compliance, exposure
-from staff import services as staff_services
 from staff.models import BackgroundCheck, ExposureInterval, StaffProfile
 
 from .evidence_files import pattern_png
@@ -149,7 +149,7 @@ def test_training_expiry_takes_access_on_the_next_request_and_returns_the_claime
     client.post(NEXT)
     other_case.refresh_from_db()
     assert other_case.assignee == reviewer
-    assert services.claim_next_case(reviewer) is None  # the child-safety case is not offered
+    assert actions.claim_next_case(reviewer) is None  # the child-safety case is not offered
     # The message came once: nothing more to hand back.
     assert "CSAE training expired" not in messages_of(client.get(QUEUE))
     assert len(released_events(cs_case)) == 1
@@ -195,7 +195,7 @@ def test_the_general_training_is_annual_and_warns_without_closing_the_queue(
 def test_without_an_enhanced_background_check_no_child_safety_case_is_reachable(
     check, reviewer, cso, cs_case, other_case
 ):
-    staff_services.update_compliance_record(
+    staff_actions.update_compliance_record(
         reviewer,
         actor=cso,
         csae_training_on=T0.date(),
@@ -207,13 +207,13 @@ def test_without_an_enhanced_background_check_no_child_safety_case_is_reachable(
     assert list(Case.objects.visible_to(reviewer)) == [other_case]
     client = login(reviewer)
     assert client.get(case_url(cs_case)).status_code == 404
-    assert services.claim_next_case(reviewer).pk == other_case.pk
+    assert actions.claim_next_case(reviewer).pk == other_case.pk
 
 
 def test_a_downgraded_check_closes_the_evidence_and_the_next_request_returns_the_case(
     clock, reviewer, cso, cs_case
 ):
-    services.claim_next_case(reviewer)
+    actions.claim_next_case(reviewer)
     item = vault.collect(io.BytesIO(pattern_png()), case=cs_case, original_name="p.png")
     client = login(reviewer)
     assert client.get(evidence_url("preview", item.pk)).status_code == 200
@@ -411,19 +411,19 @@ def test_a_claim_counts_until_it_ends_or_expires(settings, clock, reviewer, seni
     first = make_report(integration, category="grooming").case
     second = make_report(integration, category="sextortion").case
     make_report(integration, category="other")
-    staff_services.set_on_shift(reviewer, True)
-    assert services.claim_next_case(reviewer).pk == first.pk
+    staff_actions.set_on_shift(reviewer, True)
+    assert actions.claim_next_case(reviewer).pk == first.pk
     clock.shift(10 * M)
-    services.escalate_case(first, actor=reviewer, to_role="senior_reviewer", reason="placeholder")
+    actions.escalate_case(first, actor=reviewer, to_role="senior_reviewer", reason="placeholder")
     assert exposure.shift_exposure(reviewer) == 10 * M
-    assert services.claim_next_case(reviewer).pk == second.pk
+    assert actions.claim_next_case(reviewer).pk == second.pk
     clock.shift(2 * 60 * M)  # left unattended: counts until the claim expired
     timeout = timedelta(minutes=settings.BAKKME_CLAIM_TIMEOUT_MINUTES)
     assert exposure.shift_exposure(reviewer) == 10 * M + timeout
     # The senior reviewer decides the escalated case: their claim, their exposure.
-    assert services.claim_next_case(senior).pk == first.pk
+    assert actions.claim_next_case(senior).pk == first.pk
     clock.shift(3 * M)
-    services.decide_case(first, services.DecisionInput("grooming", "placeholder"), actor=senior)
+    actions.decide_case(first, actions.DecisionInput("grooming", "placeholder"), actor=senior)
     assert exposure.shift_exposure(senior) == 3 * M
 
 
@@ -448,17 +448,17 @@ def test_previews_of_child_safety_evidence_count_and_overlaps_count_once(
     assert cs_item.custody.filter(action=CustodyEvent.Action.PREVIEW).count() == 2
 
     # A claim and previews at the same time count once.
-    claimed = services.claim_next_case(cso)
+    claimed = actions.claim_next_case(cso)
     assert claimed.pk == cs_case.pk
     client.get(evidence_url("preview", cs_item.pk))
     clock.shift(span * 3)
-    services.release_claim(claimed, actor=cso)
+    actions.release_claim(claimed, actor=cso)
     assert exposure.shift_exposure(cso) == span / 2 + span + span + span * 3
 
 
 def test_my_compliance_shows_the_own_exposure(clock, reviewer, cs_case):
-    staff_services.set_on_shift(reviewer, True)
-    services.claim_next_case(reviewer)
+    staff_actions.set_on_shift(reviewer, True)
+    actions.claim_next_case(reviewer)
     clock.shift(25 * M)
     page = login(reviewer).get(MINE).content.decode()
     assert f'<td id="my-exposure">{dashboard.format_duration(25 * M)}</td>' in page
@@ -485,7 +485,7 @@ def test_the_dashboard_shows_the_exposure_of_each_person_on_shift(
     other = make_report(integration, category="other").case
     shift_starts = {reviewer: T0 - 3 * 60 * M, ray: T0 - 60 * M, senior: T0 - 30 * M}
     for person, since in shift_starts.items():
-        staff_services.set_on_shift(person, True, now=since)
+        staff_actions.set_on_shift(person, True, now=since)
     spans = {
         reviewer: [
             (T0 - 4 * 60 * M, T0 - 2 * 60 * M, cases[0]),  # begins before the shift
@@ -531,21 +531,21 @@ def test_the_dashboard_shows_the_exposure_of_each_person_on_shift(
 
 
 def test_the_exposure_limit_is_a_setting(settings, clock, reviewer, cs_case, other_case):
-    staff_services.set_on_shift(reviewer, True)
+    staff_actions.set_on_shift(reviewer, True)
     settings.BAKKME_EXPOSURE_LIMIT_MINUTES = 20
-    assert services.claim_next_case(reviewer).pk == cs_case.pk
+    assert actions.claim_next_case(reviewer).pk == cs_case.pk
     clock.shift(20 * M)
     assert exposure.at_limit(reviewer)
     assert "reached, time for a break" in login(reviewer).get(MINE).content.decode()
-    services.release_claim(Case.objects.get(pk=cs_case.pk), actor=reviewer)
-    assert services.claim_next_case(reviewer).pk == other_case.pk
+    actions.release_claim(Case.objects.get(pk=cs_case.pk), actor=reviewer)
+    assert actions.claim_next_case(reviewer).pk == other_case.pk
     rows = dashboard.exposure_on_shift(dashboard.scope_for(reviewer), timezone.now())
     assert [(r["username"], r["at_limit"]) for r in rows] == [("rita", "yes")]
 
 
 def test_senior_reviewers_who_left_csae_duties_are_not_the_ones_on_duty(db):
     from bakkme_safety.roles import Role
-    from staff.services import leave_csae_duties, on_duty, set_on_shift
+    from staff.actions import leave_csae_duties, on_duty, set_on_shift
 
     left, staying = UserFactory(roles=["senior_reviewer"]), UserFactory(roles=["senior_reviewer"])
     for person in (left, staying):

@@ -14,9 +14,9 @@ import time_machine
 from django.db import connection
 from django_q.models import Schedule
 
-from cases import services
+from cases import actions
+from cases.actions import DecisionInput
 from cases.models import Case, EnforcementAction
-from cases.services import DecisionInput
 from deliveries import outbox
 from deliveries.signing import verify_signature
 from reports.models import Acknowledgment
@@ -109,7 +109,7 @@ def quiet_report(**fields):
 
 
 def decide(case, senior, violation="grooming", **extra):
-    return services.decide_case(
+    return actions.decide_case(
         case, DecisionInput(violation=violation, rationale="placeholder", **extra), actor=senior
     )
 
@@ -469,6 +469,6 @@ def test_only_the_cso_sends_failed_actions_again(senior):
     action = EnforcementAction.objects.get(type="warn")
     EnforcementAction.objects.filter(pk=action.pk).update(status="failed")
     with pytest.raises(PermissionDenied):
-        services.retry_delivery(action, actor=senior)
+        actions.retry_delivery(action, actor=senior)
     action.refresh_from_db()
     assert action.status == "failed"

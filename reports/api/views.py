@@ -11,9 +11,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 
+from reports.actions import IdempotencyConflict, build_report, ingest_reports, payload_fingerprint
 from reports.events import EventConflict, build_event, ingest_events
 from reports.events import fingerprint as event_fingerprint
-from reports.services import IdempotencyConflict, build_report, ingest_reports, payload_fingerprint
 
 from .base import IntakeAPIView, error_responses
 from .serializers import (

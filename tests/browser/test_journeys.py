@@ -1,6 +1,6 @@
 """Journeys walked in a real browser, as each role does them (issue 17, "Real browser tests").
 
-Each test sets up its data through the factories and services, then does only what a person
+Each test sets up its data through the factories and actions, then does only what a person
 does on the pages (helpers: login, goto_admin, logout) and checks what the person sees.
 """
 
@@ -42,11 +42,11 @@ def test_legal_staff_find_a_csam_decision_on_their_desk_edit_the_draft_and_file_
     import io
     import threading
 
-    from cases import services
-    from cases.services import DecisionInput
+    from cases import actions
+    from cases.actions import DecisionInput
     from evidence import vault
     from evidence.samples import pattern_png
-    from legal import services as legal_services
+    from legal import actions as legal_actions
     from legal.practice import PracticeCyberTipline
 
     practice = PracticeCyberTipline("esp-practice", "placeholder-password").start()
@@ -59,7 +59,7 @@ def test_legal_staff_find_a_csam_decision_on_their_desk_edit_the_draft_and_file_
     # tasks inline, which would hide the steps), against a practice endpoint that answers
     # each upload a little late.
     queued = []
-    monkeypatch.setattr(legal_services, "_queue_filing", queued.append)
+    monkeypatch.setattr(legal_actions, "_queue_filing", queued.append)
     practice.fault("/upload", ("slow", 1.5), ("slow", 1.5))
 
     senior = UserFactory(username="sam", roles=["senior_reviewer"])
@@ -68,7 +68,7 @@ def test_legal_staff_find_a_csam_decision_on_their_desk_edit_the_draft_and_file_
     case = report.case
     for seed in (51, 52):
         vault.collect(io.BytesIO(pattern_png(seed=seed)), case=case, report=report)
-    services.decide_case(case, DecisionInput("csam_distribution", "placeholder"), actor=senior)
+    actions.decide_case(case, DecisionInput("csam_distribution", "placeholder"), actor=senior)
 
     login(page, lawyer)
     expect(page.get_by_role("heading", name="Legal desk: what legal staff owe")).to_be_visible()
@@ -85,7 +85,7 @@ def test_legal_staff_find_a_csam_decision_on_their_desk_edit_the_draft_and_file_
     page.get_by_role("button", name="File the report").click()
     expect(page.get_by_text("Filing started")).to_be_visible()
 
-    worker = threading.Thread(target=lambda: [legal_services.run_filing(pk) for pk in queued])
+    worker = threading.Thread(target=lambda: [legal_actions.run_filing(pk) for pk in queued])
     worker.start()
     try:
         expect(page.locator("#filing-step")).to_contain_text("Uploading", timeout=15_000)

@@ -16,12 +16,12 @@ from detection.models import BlockedLink, HashBank, LexiconTerm
 from evidence import vault
 from evidence.images import analyse_image
 from evidence.samples import pattern_png
+from reports.actions import build_report, create_integration, ingest_reports, payload_fingerprint
 from reports.events import build_event, ingest_events
 from reports.events import fingerprint as event_fingerprint
 from reports.models import Integration
-from reports.services import build_report, create_integration, ingest_reports, payload_fingerprint
+from staff.actions import set_on_shift, update_compliance_record
 from staff.models import BackgroundCheck
-from staff.services import set_on_shift, update_compliance_record
 
 # Reports that get a generated pattern image as evidence, so the evidence pages have something.
 DEMO_IMAGES = 12

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from cases import sla_engine
-from staff.services import deliver_emails
+from staff.actions import deliver_emails
 
 
 class Command(BaseCommand):

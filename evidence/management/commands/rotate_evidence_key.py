@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from evidence.services import rotate_master_key
+from evidence.actions import rotate_master_key
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import sys
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from evidence.services import verify_custody
+from evidence.actions import verify_custody
 
 
 class Command(BaseCommand):

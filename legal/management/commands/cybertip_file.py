@@ -3,7 +3,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
 from cases.models import Case
-from legal import services
+from legal import actions
 from legal.cybertip_client import target
 
 
@@ -28,21 +28,21 @@ class Command(BaseCommand):
         if person is None:
             raise CommandError(f"No active user {user!r}.")
         case = Case.objects.filter(pk=case_id).first()
-        if case is None or not services.may_file(person, case):
+        if case is None or not actions.may_file(person, case):
             raise CommandError(
                 f"{user} may not file a report for case #{case_id} (no such case, or no access)."
             )
         try:
             if wait:
-                report = services.file_report(case, person)
+                report = actions.file_report(case, person)
             else:
-                report = services.request_filing(case, person)
-        except services.InvalidDraft as exc:
+                report = actions.request_filing(case, person)
+        except actions.InvalidDraft as exc:
             lines = "\n".join(f"  {problem}" for problem in exc.problems)
             raise CommandError(
                 f"The report of case #{case_id} does not validate; nothing was sent:\n{lines}"
             ) from exc
-        except services.FilingError as exc:
+        except actions.FilingError as exc:
             raise CommandError(f"The filing of case #{case_id} stopped: {exc}") from exc
         except PermissionDenied as exc:
             raise CommandError(str(exc)) from exc

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from cases.models import Case
-from legal import services
+from legal import actions
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         case = Case.objects.filter(pk=case_id).first()
         if case is None:
             raise CommandError(f"No case #{case_id}.")
-        xml, problems = services.draft(case)
+        xml, problems = actions.draft(case)
         self.stdout.write(xml, ending="")
         for problem in problems:
             self.stderr.write(f"invalid: {problem}")

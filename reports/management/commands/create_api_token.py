@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from reports.actions import create_integration
 from reports.models import Integration
-from reports.services import create_integration
 
 
 class Command(BaseCommand):

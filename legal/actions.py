@@ -23,8 +23,8 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from bakkme_safety.policy import ActionType, Priority
+from cases.actions import complete_actions
 from cases.models import Case, sees_every_case
-from cases.services import complete_actions
 from cases.visibility import visible_case_ids
 from evidence import custody, holds, vault
 from evidence.models import CustodyEvent
@@ -450,7 +450,7 @@ def _elsewhere(report: CyberTiplineReport, url: str) -> str:
 
 
 def _tell_stopped(report: CyberTiplineReport, user, message: str) -> None:
-    from staff import services as staff
+    from staff import actions as staff
     from staff.models import Notification
 
     if user is None:

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bakkme_safety.policy import Priority
-from cases.services import group_into_cases
+from cases.actions import group_into_cases
 
 from . import signals
 from .acknowledgments import acknowledge_received
@@ -129,7 +129,7 @@ def _ingest(integration, reports):
 
 
 def store_reports(reports: list[Report], *, now) -> list[Report]:
-    """Store new (unsaved) reports, each in its case (cases.services.group_into_cases opens or
+    """Store new (unsaved) reports, each in its case (cases.actions.group_into_cases opens or
     joins the case of its subject): the intake of the platform's reports and of the reports the
     back office files itself (behaviour rules, ban evasion). Call inside a transaction."""
     group_into_cases(reports, now=now)

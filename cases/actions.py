@@ -121,7 +121,7 @@ def subject_key_for(account_platform_id: str, content_platform_id: str) -> str:
 
 def group_into_cases(reports: list, now: datetime | None = None) -> None:
     """Put new (unsaved) reports into cases, set-based: each gets its priority, its due_at and
-    its case_id; the reports app then stores them (reports.services.store_reports).
+    its case_id; the reports app then stores them (reports.actions.store_reports).
 
     A report joins the case that takes reports for its subject, or opens a new one. A case's
     priority is the highest of its reports and its due_at the earliest deadline (the SLA clock
